@@ -1,0 +1,11 @@
+"""Typed access to the objects the application holds."""
+
+from aiohttp import web
+
+from dockyard.registry.service import Registry
+
+REGISTRY = web.AppKey("registry", Registry)
+
+
+def registry_of(request: web.Request) -> Registry:
+    return request.app[REGISTRY]

@@ -1,0 +1,255 @@
+"""Queries over the metadata schema. Each function takes a Connection inside a transaction
+(``Database.run``), so a caller composes them into one atomic change."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dockyard.meta.tables import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_blobs,
+    repository_manifests,
+    tags,
+    uploads,
+)
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]] | dict[str, Any]) -> None:
+    """INSERT that silently keeps an existing row: concurrent pushes of equal content race here."""
+    if not rows:
+        return
+    conn.execute(_dialect(conn).insert(table).on_conflict_do_nothing(), rows)
+
+
+def _dialect(conn: sa.Connection) -> Any:
+    return postgresql if conn.dialect.name == "postgresql" else sqlite
+
+
+# -- repositories -------------------------------------------------------------------------
+
+
+def repository_id(conn: sa.Connection, name: str) -> int | None:
+    return conn.execute(sa.select(repositories.c.id).where(repositories.c.name == name)).scalar()
+
+
+def ensure_repository(conn: sa.Connection, name: str) -> int:
+    _insert_ignore(conn, repositories, {"name": name, "created_at": time.time()})
+    return conn.execute(sa.select(repositories.c.id).where(repositories.c.name == name)).scalar_one()
+
+
+def list_repositories(conn: sa.Connection, limit: int | None, last: str | None) -> list[str]:
+    q = sa.select(repositories.c.name).order_by(repositories.c.name)
+    if last:
+        q = q.where(repositories.c.name > last)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(conn.execute(q).scalars())
+
+
+# -- blobs --------------------------------------------------------------------------------
+
+
+def blob_size_in_repository(conn: sa.Connection, name: str, digest: str) -> int | None:
+    q = (
+        sa.select(blobs.c.size)
+        .select_from(repository_blobs.join(blobs).join(repositories))
+        .where(repositories.c.name == name, repository_blobs.c.digest == digest)
+    )
+    return conn.execute(q).scalar()
+
+
+def blob_size(conn: sa.Connection, digest: str) -> int | None:
+    return conn.execute(sa.select(blobs.c.size).where(blobs.c.digest == digest)).scalar()
+
+
+def add_blob(conn: sa.Connection, name: str, digest: str, size: int) -> None:
+    """Record a verified blob and make it visible in ``name``."""
+    now = time.time()
+    _insert_ignore(conn, blobs, {"digest": digest, "size": size, "created_at": now})
+    link_blob(conn, name, digest)
+
+
+def link_blob(conn: sa.Connection, name: str, digest: str) -> None:
+    repo_id = ensure_repository(conn, name)
+    _insert_ignore(conn, repository_blobs, {"repository_id": repo_id, "digest": digest, "created_at": time.time()})
+
+
+def unlink_blob(conn: sa.Connection, name: str, digest: str) -> bool:
+    repo_id = repository_id(conn, name)
+    if repo_id is None:
+        return False
+    result = conn.execute(
+        sa.delete(repository_blobs).where(
+            repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest == digest
+        )
+    )
+    return result.rowcount > 0
+
+
+def missing_blobs(conn: sa.Connection, repo_id: int | None, digests: Iterable[str]) -> set[str]:
+    wanted = set(digests)
+    if not wanted or repo_id is None:
+        return wanted
+    q = sa.select(repository_blobs.c.digest).where(
+        repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest.in_(wanted)
+    )
+    return wanted - set(conn.execute(q).scalars())
+
+
+def missing_manifests(conn: sa.Connection, repo_id: int | None, digests: Iterable[str]) -> set[str]:
+    wanted = set(digests)
+    if not wanted or repo_id is None:
+        return wanted
+    q = sa.select(repository_manifests.c.digest).where(
+        repository_manifests.c.repository_id == repo_id, repository_manifests.c.digest.in_(wanted)
+    )
+    return wanted - set(conn.execute(q).scalars())
+
+
+# -- manifests and tags -------------------------------------------------------------------
+
+
+def put_manifest(
+    conn: sa.Connection,
+    name: str,
+    record: dict[str, Any],
+    references: list[tuple[str, str]],
+    tag_names: list[str],
+) -> None:
+    """Store a validated manifest, link it to ``name`` and point ``tag_names`` at it, atomically."""
+    now = time.time()
+    repo_id = ensure_repository(conn, name)
+    _insert_ignore(conn, manifests, {**record, "created_at": now})
+    _insert_ignore(
+        conn,
+        manifest_references,
+        [{"manifest_digest": record["digest"], "target_digest": d, "kind": k} for d, k in references],
+    )
+    _insert_ignore(conn, repository_manifests, {"repository_id": repo_id, "digest": record["digest"], "created_at": now})
+    for tag in tag_names:
+        stmt = _dialect(conn).insert(tags).values(
+            repository_id=repo_id, name=tag, digest=record["digest"], updated_at=now
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[tags.c.repository_id, tags.c.name],
+                set_={"digest": stmt.excluded.digest, "updated_at": stmt.excluded.updated_at},
+            )
+        )
+
+
+def link_manifest(conn: sa.Connection, name: str, digest: str) -> None:
+    repo_id = ensure_repository(conn, name)
+    _insert_ignore(conn, repository_manifests, {"repository_id": repo_id, "digest": digest, "created_at": time.time()})
+
+
+_MANIFEST_COLUMNS = (manifests.c.digest, manifests.c.media_type, manifests.c.content)
+
+
+def manifest_by_tag(conn: sa.Connection, name: str, tag: str) -> sa.Row | None:
+    q = (
+        sa.select(*_MANIFEST_COLUMNS)
+        .select_from(tags.join(repositories).join(manifests, manifests.c.digest == tags.c.digest))
+        .where(repositories.c.name == name, tags.c.name == tag)
+    )
+    return conn.execute(q).first()
+
+
+def manifest_by_digest(conn: sa.Connection, name: str, digest: str) -> sa.Row | None:
+    q = (
+        sa.select(*_MANIFEST_COLUMNS)
+        .select_from(repository_manifests.join(repositories).join(manifests))
+        .where(repositories.c.name == name, repository_manifests.c.digest == digest)
+    )
+    return conn.execute(q).first()
+
+
+def manifest_content(conn: sa.Connection, digest: str) -> sa.Row | None:
+    return conn.execute(sa.select(*_MANIFEST_COLUMNS).where(manifests.c.digest == digest)).first()
+
+
+def delete_manifest(conn: sa.Connection, name: str, digest: str) -> bool:
+    """Unlink a manifest from a repository together with every tag that points at it."""
+    repo_id = repository_id(conn, name)
+    if repo_id is None:
+        return False
+    conn.execute(sa.delete(tags).where(tags.c.repository_id == repo_id, tags.c.digest == digest))
+    result = conn.execute(
+        sa.delete(repository_manifests).where(
+            repository_manifests.c.repository_id == repo_id, repository_manifests.c.digest == digest
+        )
+    )
+    return result.rowcount > 0
+
+
+def delete_tag(conn: sa.Connection, name: str, tag: str) -> bool:
+    repo_id = repository_id(conn, name)
+    if repo_id is None:
+        return False
+    return conn.execute(sa.delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)).rowcount > 0
+
+
+def list_tags(conn: sa.Connection, name: str, limit: int | None, last: str | None) -> list[str] | None:
+    repo_id = repository_id(conn, name)
+    if repo_id is None:
+        return None
+    q = sa.select(tags.c.name).where(tags.c.repository_id == repo_id).order_by(tags.c.name)
+    if last:
+        q = q.where(tags.c.name > last)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(conn.execute(q).scalars())
+
+
+def referrers(conn: sa.Connection, name: str, subject: str) -> list[sa.Row]:
+    q = (
+        sa.select(
+            manifests.c.digest,
+            manifests.c.media_type,
+            manifests.c.size,
+            manifests.c.artifact_type,
+            manifests.c.annotations,
+        )
+        .select_from(manifests.join(repository_manifests).join(repositories))
+        .where(repositories.c.name == name, manifests.c.subject == subject)
+        .order_by(manifests.c.created_at, manifests.c.digest)
+    )
+    return list(conn.execute(q))
+
+
+# -- upload sessions ----------------------------------------------------------------------
+
+
+def create_upload(conn: sa.Connection, upload_id: str, name: str) -> None:
+    now = time.time()
+    conn.execute(sa.insert(uploads).values(id=upload_id, repository=name, created_at=now, updated_at=now))
+
+
+def get_upload(conn: sa.Connection, upload_id: str) -> sa.Row | None:
+    return conn.execute(sa.select(uploads).where(uploads.c.id == upload_id)).first()
+
+
+def save_upload_state(conn: sa.Connection, upload_id: str, offset: int, state: bytes | None) -> None:
+    conn.execute(
+        sa.update(uploads)
+        .where(uploads.c.id == upload_id)
+        .values(hash_offset=offset, hash_state=state, updated_at=time.time())
+    )
+
+
+def delete_upload(conn: sa.Connection, upload_id: str) -> None:
+    conn.execute(sa.delete(uploads).where(uploads.c.id == upload_id))
+
+
+def finish_upload(conn: sa.Connection, upload_id: str | None, name: str, digest: str, size: int) -> None:
+    add_blob(conn, name, digest, size)
+    if upload_id:
+        delete_upload(conn, upload_id)

@@ -1,0 +1,261 @@
+"""The registry's domain operations, composed from metadata queries and storage.
+
+Caches: manifest bytes by digest are immutable and cached freely. Tag resolutions and
+"this repository holds that digest" facts are cached only in this process and dropped by every
+write that could change them here. (Several replicas will need a shared invalidation signal;
+see the scale-out issue.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.meta import store
+from dockyard.meta.db import Database
+from dockyard.registry import mediatypes as mt
+from dockyard.registry.cache import LRU
+from dockyard.registry.digest import Digest, looks_like_digest, parse_digest
+from dockyard.registry.errors import RegistryError
+from dockyard.registry.hashing import new_hasher
+from dockyard.registry.manifests import parse_manifest, select_platform
+from dockyard.registry.names import is_valid_tag, validate_tag
+from dockyard.registry.uploads import Uploads, blob_key
+from dockyard.storage.base import StorageDriver
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    digest: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: Digest
+    size: int
+    key: str
+    local_path: Path | None
+
+
+@dataclass(slots=True)
+class PutResult:
+    digest: str
+    subject: str | None
+
+
+class Registry:
+    def __init__(self, db: Database, storage: StorageDriver, pool: Executor) -> None:
+        self.db = db
+        self.storage = storage
+        self.pool = pool
+        self.uploads = Uploads(db, storage, pool)
+        self._manifests: LRU[Manifest] = LRU(4096)  # digest -> Manifest
+        self._tags: LRU[str] = LRU(16384)  # (repo, tag) -> digest
+        self._members: LRU[int] = LRU(65536)  # (repo, digest) -> size (blobs) / 1 (manifests)
+        # Bumped around every write that can change a cached fact; a read only caches what it
+        # fetched if no such write began or ended meanwhile, so a slow read never re-caches
+        # a stale answer.
+        self._generation = 0
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def stat_blob(self, name: str, digest: str) -> BlobInfo:
+        parsed = parse_digest(digest)
+        size = self._members.get(("b", name, digest))
+        if size is None:
+            generation = self._generation
+            size = await self.db.run(store.blob_size_in_repository, name, digest)
+            if size is None:
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+            if generation == self._generation:
+                self._members.put(("b", name, digest), size)
+        key = blob_key(parsed)
+        return BlobInfo(parsed, size, key, self.storage.local_path(key))
+
+    async def delete_blob(self, name: str, digest: str) -> None:
+        parse_digest(digest)
+        self._generation += 1
+        try:
+            deleted = await self.db.run(store.unlink_blob, name, digest)
+        finally:
+            self._generation += 1
+            self._members.pop(("b", name, digest))
+        if not deleted:
+            raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+
+    async def mount_blob(self, name: str, digest: str, source: str | None) -> bool:
+        """Link an existing blob into ``name``: from ``source`` when given, else from anywhere
+        it is stored. False when there is nothing to mount and the client must upload."""
+        parse_digest(digest)
+
+        def mount(conn: store.sa.Connection) -> bool:
+            if source is not None:
+                found = store.blob_size_in_repository(conn, source, digest)
+            else:
+                found = store.blob_size(conn, digest)
+            if found is None:
+                return False
+            store.link_blob(conn, name, digest)
+            return True
+
+        return await self.db.run(mount)
+
+    async def upload_monolithic(self, name: str, digest: str, chunks: AsyncIterator[bytes]) -> Digest:
+        parsed = parse_digest(digest)
+        await self.uploads.monolithic(name, parsed, chunks)
+        return parsed
+
+    async def finish_upload(
+        self, name: str, upload_id: str, digest: str, chunks: AsyncIterator[bytes] | None, start: int | None
+    ) -> Digest:
+        parsed = parse_digest(digest)
+        await self.uploads.finish(name, upload_id, parsed, chunks, start)
+        return parsed
+
+    # -- manifests --------------------------------------------------------------------------
+
+    async def put_manifest(
+        self, name: str, reference: str, content: bytes, content_type: str, extra_tags: list[str]
+    ) -> PutResult:
+        parsed = parse_manifest(content, content_type)
+        if looks_like_digest(reference):
+            want = parse_digest(reference)
+            tag_names: list[str] = []
+        else:
+            want = None
+            tag_names = [validate_tag(reference)]
+        tag_names += [validate_tag(t) for t in extra_tags]
+        algorithm = want.algorithm if want else "sha256"
+        hasher = new_hasher(algorithm)
+        hasher.update(content)
+        digest = f"{algorithm}:{hasher.hexdigest()}"
+        if want and str(want) != digest:
+            raise RegistryError("DIGEST_INVALID", detail={"expected": str(want), "actual": digest})
+
+        record = {
+            "digest": digest,
+            "media_type": parsed.media_type,
+            "size": len(content),
+            "content": content,
+            "subject": parsed.subject,
+            "artifact_type": parsed.artifact_type,
+            "annotations": json.dumps(parsed.annotations) if parsed.annotations else None,
+        }
+        references = [(d, "blob") for d in parsed.blobs] + [(d, "manifest") for d in parsed.children]
+
+        def put(conn: store.sa.Connection) -> None:
+            repo_id = store.repository_id(conn, name)
+            missing = store.missing_blobs(conn, repo_id, parsed.blobs)
+            missing |= store.missing_manifests(conn, repo_id, parsed.children)
+            if missing:
+                raise RegistryError(
+                    "MANIFEST_BLOB_UNKNOWN", detail={"missing": sorted(missing)}, status=400
+                )
+            store.put_manifest(conn, name, record, references, tag_names)
+
+        self._generation += 1
+        try:
+            await self.db.run(put)
+        finally:
+            self._generation += 1
+            for tag in tag_names:
+                self._tags.pop((name, tag))
+        self._manifests.put(digest, Manifest(digest, parsed.media_type, content))
+        return PutResult(digest, parsed.subject)
+
+    async def get_manifest(self, name: str, reference: str, accept: set[str] | None = None) -> Manifest:
+        manifest = await self._resolve(name, reference)
+        if accept and manifest.media_type in mt.INDEXES and manifest.media_type not in accept:
+            # An old client that cannot read an index gets the platform image it can run.
+            child = select_platform(manifest.content, accept)
+            if child is not None:
+                return await self._resolve(name, child)
+        return manifest
+
+    async def _resolve(self, name: str, reference: str) -> Manifest:
+        if looks_like_digest(reference):
+            parse_digest(reference)
+            digest = reference
+            if self._members.get(("m", name, digest)) is None:
+                generation = self._generation
+                row = await self.db.run(store.manifest_by_digest, name, digest)
+                if row is None:
+                    raise await self._manifest_unknown(name, reference)
+                if generation == self._generation:
+                    self._members.put(("m", name, digest), 1)
+                self._manifests.put(digest, Manifest(row.digest, row.media_type, row.content))
+        else:
+            if not is_valid_tag(reference):
+                raise RegistryError("MANIFEST_UNKNOWN", "invalid tag", {"tag": reference})
+            digest = self._tags.get((name, reference))
+            if digest is None:
+                generation = self._generation
+                row = await self.db.run(store.manifest_by_tag, name, reference)
+                if row is None:
+                    raise await self._manifest_unknown(name, reference)
+                digest = row.digest
+                if generation == self._generation:
+                    self._tags.put((name, reference), digest)
+                self._manifests.put(digest, Manifest(row.digest, row.media_type, row.content))
+        manifest = self._manifests.get(digest)
+        if manifest is None:
+            row = await self.db.run(store.manifest_content, digest)
+            if row is None:
+                raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
+            manifest = Manifest(row.digest, row.media_type, row.content)
+            self._manifests.put(digest, manifest)
+        return manifest
+
+    async def _manifest_unknown(self, name: str, reference: str) -> RegistryError:
+        if await self.db.run(store.repository_id, name) is None:
+            return RegistryError("NAME_UNKNOWN", detail={"name": name})
+        return RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
+
+    async def delete_manifest(self, name: str, reference: str) -> None:
+        if looks_like_digest(reference):
+            parse_digest(reference)
+            query = store.delete_manifest
+        elif is_valid_tag(reference):
+            query = store.delete_tag
+        else:
+            raise RegistryError("MANIFEST_UNKNOWN", "invalid tag", {"tag": reference})
+        self._generation += 1
+        try:
+            deleted = await self.db.run(query, name, reference)
+        finally:
+            self._generation += 1
+            self._members.pop(("m", name, reference))
+            self._tags.discard_where(lambda k: k[0] == name)
+        if not deleted:
+            raise await self._manifest_unknown(name, reference)
+
+    # -- listings ---------------------------------------------------------------------------
+
+    async def list_tags(self, name: str, limit: int | None, last: str | None) -> list[str]:
+        found = await self.db.run(store.list_tags, name, limit, last)
+        if found is None:
+            raise RegistryError("NAME_UNKNOWN", detail={"name": name})
+        return found
+
+    async def catalog(self, limit: int | None, last: str | None) -> list[str]:
+        return await self.db.run(store.list_repositories, limit, last)
+
+    async def referrers(self, name: str, digest: str, artifact_type: str | None) -> list[dict]:
+        parse_digest(digest)
+        rows = await self.db.run(store.referrers, name, digest)
+        result = []
+        for row in rows:
+            if artifact_type and row.artifact_type != artifact_type:
+                continue
+            descriptor = {"mediaType": row.media_type, "digest": row.digest, "size": row.size}
+            if row.artifact_type:
+                descriptor["artifactType"] = row.artifact_type
+            if row.annotations:
+                descriptor["annotations"] = json.loads(row.annotations)
+            result.append(descriptor)
+        return result
