@@ -40,7 +40,8 @@ class RegistryServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "dockyard", "serve",
+             "--port", str(self.port), "--data-dir", str(self.data_dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

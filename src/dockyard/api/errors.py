@@ -14,14 +14,14 @@ log = logging.getLogger("dockyard.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(error: RegistryError, method: str = "GET") -> web.Response:
+def error_response(error: RegistryError) -> web.Response:
     body = json.dumps({"errors": [error.as_dict()]}).encode()
-    response = web.Response(status=error.status, body=body, content_type="application/json", headers=error.headers)
-    return response
+    headers = {k: v for k, v in error.headers.items() if k.lower() != "content-length"}
+    return web.Response(status=error.status, body=body, content_type="application/json", headers=headers)
 
 
 # Router misses under /v2/ are still registry answers: a client should see a parseable error.
-_ROUTER_ERRORS = {404: ("NAME_UNKNOWN", "unknown API path"), 405: ("UNSUPPORTED", "method not allowed here")}
+_ROUTER_ERRORS = {404: ("UNSUPPORTED", "unknown API path"), 405: ("UNSUPPORTED", "method not allowed here")}
 
 
 @web.middleware

@@ -14,8 +14,13 @@ from dockyard.registry.errors import RegistryError
 READ_CHUNK = 1 << 20
 _CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
 _RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
-_BODY_ERRORS = (aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError, ConnectionError,
-                asyncio.IncompleteReadError, EOFError)
+_BODY_ERRORS = (
+    aiohttp.ClientPayloadError,
+    aiohttp.http_exceptions.HttpProcessingError,
+    ConnectionError,
+    asyncio.IncompleteReadError,
+    EOFError,
+)
 
 
 def parse_content_range(value: str) -> tuple[int, int]:
@@ -76,8 +81,9 @@ async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
         async for chunk in request.content.iter_chunked(READ_CHUNK):
             yield chunk
     except _BODY_ERRORS as exc:
-        raise RegistryError("SIZE_INVALID", "request body ended before its declared length",
-                            {"error": str(exc)}) from None
+        raise RegistryError(
+            "SIZE_INVALID", "request body ended before its declared length", {"error": str(exc)}
+        ) from None
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -95,8 +101,9 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
 
 
 def _too_large(size: int, limit: int) -> RegistryError:
-    return RegistryError("SIZE_INVALID", f"manifest is larger than the {limit} byte limit",
-                         {"size": size, "limit": limit}, status=413)
+    return RegistryError(
+        "SIZE_INVALID", f"manifest is larger than the {limit} byte limit", {"size": size, "limit": limit}, status=413
+    )
 
 
 def next_link(path: str, limit: int, last: str) -> str:

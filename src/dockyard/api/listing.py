@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from aiohttp import web
@@ -46,7 +47,7 @@ async def referrers(request: web.Request) -> web.Response:
     descriptors = await registry_of(request).referrers(name, request.match_info["digest"], artifact_type)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
     body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": descriptors}
-    return web.json_response(body, headers=headers, content_type=mt.OCI_INDEX)
+    return web.Response(body=json.dumps(body).encode(), headers=headers, content_type=mt.OCI_INDEX)
 
 
 def setup(app: web.Application) -> None:

@@ -22,11 +22,14 @@ def _accepted(request: web.Request) -> set[str] | None:
 async def get_manifest(request: web.Request) -> web.Response:
     name = validate_name(request.match_info["name"])
     manifest = await registry_of(request).get_manifest(name, request.match_info["reference"], _accepted(request))
-    return web.Response(body=manifest.content, headers={
-        "Content-Type": manifest.media_type,
-        "Docker-Content-Digest": manifest.digest,
-        "ETag": f'"{manifest.digest}"',
-    })
+    return web.Response(
+        body=manifest.content,
+        headers={
+            "Content-Type": manifest.media_type,
+            "Docker-Content-Digest": manifest.digest,
+            "ETag": f'"{manifest.digest}"',
+        },
+    )
 
 
 async def put_manifest(request: web.Request) -> web.Response:

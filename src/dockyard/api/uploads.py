@@ -26,11 +26,14 @@ def _session_headers(name: str, upload_id: str, offset: int) -> dict[str, str]:
 
 
 def _created(name: str, digest: str) -> web.Response:
-    return web.Response(status=201, headers={
-        "Location": f"/v2/{name}/blobs/{digest}",
-        "Docker-Content-Digest": digest,
-        "Content-Length": "0",
-    })
+    return web.Response(
+        status=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": digest,
+            "Content-Length": "0",
+        },
+    )
 
 
 def _chunk_start(request: web.Request) -> int | None:
@@ -40,8 +43,11 @@ def _chunk_start(request: web.Request) -> int | None:
     start, end = parse_content_range(value)
     length = request.content_length
     if length is not None and length != end - start + 1:
-        raise RegistryError("RANGE_INVALID", "Content-Range does not match Content-Length",
-                            {"Content-Range": value, "Content-Length": length})
+        raise RegistryError(
+            "RANGE_INVALID",
+            "Content-Range does not match Content-Length",
+            {"Content-Range": value, "Content-Length": length},
+        )
     return start
 
 

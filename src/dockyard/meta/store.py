@@ -133,10 +133,12 @@ def put_manifest(
         manifest_references,
         [{"manifest_digest": record["digest"], "target_digest": d, "kind": k} for d, k in references],
     )
-    _insert_ignore(conn, repository_manifests, {"repository_id": repo_id, "digest": record["digest"], "created_at": now})
+    _insert_ignore(
+        conn, repository_manifests, {"repository_id": repo_id, "digest": record["digest"], "created_at": now}
+    )
     for tag in tag_names:
-        stmt = _dialect(conn).insert(tags).values(
-            repository_id=repo_id, name=tag, digest=record["digest"], updated_at=now
+        stmt = (
+            _dialect(conn).insert(tags).values(repository_id=repo_id, name=tag, digest=record["digest"], updated_at=now)
         )
         conn.execute(
             stmt.on_conflict_do_update(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -29,6 +29,6 @@ class LRU(Generic[V]):
     def pop(self, key: Hashable) -> None:
         self._data.pop(key, None)
 
-    def discard_where(self, predicate: "callable[[Hashable], bool]") -> None:  # noqa: F821
+    def discard_where(self, predicate: Callable[[Hashable], bool]) -> None:
         for key in [k for k in self._data if predicate(k)]:
             del self._data[key]

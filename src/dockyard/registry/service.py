@@ -153,9 +153,7 @@ class Registry:
             missing = store.missing_blobs(conn, repo_id, parsed.blobs)
             missing |= store.missing_manifests(conn, repo_id, parsed.children)
             if missing:
-                raise RegistryError(
-                    "MANIFEST_BLOB_UNKNOWN", detail={"missing": sorted(missing)}, status=400
-                )
+                raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": sorted(missing)}, status=400)
             store.put_manifest(conn, name, record, references, tag_names)
 
         self._generation += 1

@@ -223,8 +223,9 @@ class UploadRangeError(RegistryError):
     """A chunk that does not continue the upload; the API answers 416 with the current Range."""
 
     def __init__(self, offset: int, start: int) -> None:
-        super().__init__("RANGE_INVALID", "chunk does not start where the upload ends",
-                         {"expected": offset, "got": start})
+        super().__init__(
+            "RANGE_INVALID", "chunk does not start where the upload ends", {"expected": offset, "got": start}
+        )
         self.offset = offset
 
 
