@@ -35,11 +35,13 @@ def create_app(settings: Settings) -> web.Application:
         db.close()
 
     app.on_cleanup.append(close)
-    base.setup(app)
-    listing.setup(app)
-    uploads.setup(app)  # before blobs: /blobs/uploads must win over /blobs/{digest}
-    blobs.setup(app)
+    # The router tries routes in order: the pull path (manifests, blobs) goes first. The patterns
+    # cannot shadow each other, since a digest or an upload id never contains a slash.
     manifests.setup(app)
+    blobs.setup(app)
+    uploads.setup(app)
+    listing.setup(app)
+    base.setup(app)
     return app
 
 

@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -112,8 +113,19 @@ class Uploads:
         size = await self._io(self.storage.size, upload_key(upload_id))
         return UploadStatus(upload_id, size or 0)
 
-    async def _open(self, row: store.sa.Row) -> _Sink:
-        return await self._io(_Sink, self.storage, row.id, row.hash_offset, row.hash_state)
+    @asynccontextmanager
+    async def _opened(self, name: str, upload_id: str, start: int | None) -> AsyncIterator[_Sink]:
+        """The session's sink, checked to continue at ``start``; on exit it is closed and its
+        hash state saved with the offset it covers, whatever happened to the request."""
+        row = await self._session(name, upload_id)
+        sink = await self._io(_Sink, self.storage, row.id, row.hash_offset, row.hash_state)
+        try:
+            if start is not None and start != sink.offset:
+                raise UploadRangeError(sink.offset, start)
+            yield sink
+        finally:
+            await self._io(sink.close)
+            await self.db.run(store.save_upload_state, upload_id, sink.offset, sink.hasher.state())
 
     async def _pump(self, sink: _Sink, upload_id: str, chunks: AsyncIterator[bytes]) -> None:
         """Copy the body into the sink, overlapping socket reads with hashing and writing."""
@@ -146,15 +158,8 @@ class Uploads:
     async def append(
         self, name: str, upload_id: str, chunks: AsyncIterator[bytes], start: int | None = None
     ) -> UploadStatus:
-        async with self._lock(upload_id):
-            row = await self._session(name, upload_id)
-            sink = await self._open(row)
-            try:
-                _check_start(sink, start)
-                await self._pump(sink, upload_id, chunks)
-            finally:
-                await self._io(sink.close)
-                await self.db.run(store.save_upload_state, upload_id, sink.offset, sink.hasher.state())
+        async with self._lock(upload_id), self._opened(name, upload_id, start) as sink:
+            await self._pump(sink, upload_id, chunks)
         return UploadStatus(upload_id, sink.offset)
 
     async def finish(
@@ -167,17 +172,9 @@ class Uploads:
     ) -> int:
         """Append the last bytes, verify, and make the blob visible. Returns its size."""
         async with self._lock(upload_id):
-            row = await self._session(name, upload_id)
-            sink = await self._open(row)
-            try:
-                _check_start(sink, start)
+            async with self._opened(name, upload_id, start) as sink:
                 if chunks is not None:
                     await self._pump(sink, upload_id, chunks)
-            except BaseException:
-                await self._io(sink.close)
-                await self.db.run(store.save_upload_state, upload_id, sink.offset, sink.hasher.state())
-                raise
-            await self._io(sink.close)
             if digest.algorithm == "sha256":
                 actual = sink.hasher.hexdigest()
             else:
@@ -190,8 +187,8 @@ class Uploads:
                 )
             await self._io(self.storage.commit, upload_key(upload_id), blob_key(digest))
             await self.db.run(store.finish_upload, upload_id, name, str(digest), sink.offset)
-            self._locks.pop(upload_id, None)
-            return sink.offset
+        self._locks.pop(upload_id, None)
+        return sink.offset
 
     def _rehash(self, key: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
@@ -227,8 +224,3 @@ class UploadRangeError(RegistryError):
             "RANGE_INVALID", "chunk does not start where the upload ends", {"expected": offset, "got": start}
         )
         self.offset = offset
-
-
-def _check_start(sink: _Sink, start: int | None) -> None:
-    if start is not None and start != sink.offset:
-        raise UploadRangeError(sink.offset, start)
