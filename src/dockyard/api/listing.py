@@ -18,8 +18,8 @@ CATALOG_DEFAULT_PAGE = 1000
 
 def _page(request: web.Request, items: list[str], limit: int | None) -> tuple[list[str], dict[str, str]]:
     """Items were fetched with one extra beyond ``limit`` to learn whether a next page exists."""
-    if limit is None or len(items) <= limit:
-        return items, {}
+    if limit is None or len(items) <= limit or limit == 0:
+        return items[:limit], {}
     items = items[:limit]
     return items, {"Link": next_link(request.path, limit, quote(items[-1], safe="/"))}
 

@@ -95,22 +95,19 @@ def unlink_blob(conn: sa.Connection, name: str, digest: str) -> bool:
 
 
 def missing_blobs(conn: sa.Connection, repo_id: int | None, digests: Iterable[str]) -> set[str]:
-    wanted = set(digests)
-    if not wanted or repo_id is None:
-        return wanted
-    q = sa.select(repository_blobs.c.digest).where(
-        repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest.in_(wanted)
-    )
-    return wanted - set(conn.execute(q).scalars())
+    return _missing(conn, repository_blobs, repo_id, digests)
 
 
 def missing_manifests(conn: sa.Connection, repo_id: int | None, digests: Iterable[str]) -> set[str]:
+    return _missing(conn, repository_manifests, repo_id, digests)
+
+
+def _missing(conn: sa.Connection, links: sa.Table, repo_id: int | None, digests: Iterable[str]) -> set[str]:
+    """Which of ``digests`` are not linked to the repository through ``links``."""
     wanted = set(digests)
     if not wanted or repo_id is None:
         return wanted
-    q = sa.select(repository_manifests.c.digest).where(
-        repository_manifests.c.repository_id == repo_id, repository_manifests.c.digest.in_(wanted)
-    )
+    q = sa.select(links.c.digest).where(links.c.repository_id == repo_id, links.c.digest.in_(wanted))
     return wanted - set(conn.execute(q).scalars())
 
 
