@@ -10,6 +10,7 @@ re-hashing at most the bytes that arrived after the last save.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
@@ -27,6 +28,7 @@ from dockyard.storage.base import StorageDriver
 BATCH = 1 << 20
 STATE_EVERY = 64 << 20
 _UUID_LEN = 36
+_IOV_MAX = 512
 
 
 def upload_key(upload_id: str) -> str:
@@ -60,13 +62,20 @@ class _Sink:
         self.file: BinaryIO = storage.appender(key)
         self.offset = size
 
-    def write(self, data: bytes) -> None:
-        self.hasher.update(data)
-        view = memoryview(data)
-        while view:
-            written = self.file.write(view)
-            view = view[written:]
-        self.offset += len(data)
+    def write(self, chunks: list[bytes]) -> None:
+        """Hash and append a batch; the chunks go out with one writev, not joined first."""
+        if len(chunks) > _IOV_MAX:
+            chunks = [b"".join(chunks)]
+        for chunk in chunks:
+            self.hasher.update(chunk)
+        total = sum(len(c) for c in chunks)
+        fd = self.file.fileno()
+        written = os.writev(fd, chunks)
+        if written < total:  # a short write: finish it piece by piece
+            rest = memoryview(b"".join(chunks))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+        self.offset += total
 
     def close(self) -> None:
         self.file.close()
@@ -141,9 +150,8 @@ class Uploads:
                     continue
                 if pending is not None:
                     await pending
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
+                pending = asyncio.get_running_loop().run_in_executor(self.pool, sink.write, batch)
                 batch, batched = [], 0
-                pending = asyncio.get_running_loop().run_in_executor(self.pool, sink.write, data)
                 if sink.offset - saved_at >= STATE_EVERY:
                     await pending
                     pending = None
@@ -153,7 +161,7 @@ class Uploads:
             if pending is not None:
                 await pending
             if batch:
-                await self._io(sink.write, b"".join(batch))
+                await self._io(sink.write, batch)
 
     async def append(
         self, name: str, upload_id: str, chunks: AsyncIterator[bytes], start: int | None = None
