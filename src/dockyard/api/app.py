@@ -53,6 +53,6 @@ def run(settings: Settings) -> None:
         port=settings.port,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
-        handler_args={"read_bufsize": 1 << 20},
+        read_bufsize=1 << 20,
         print=lambda msg: print(msg, flush=True),
     )
