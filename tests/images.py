@@ -111,11 +111,14 @@ def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
 
 
-def random_layer(rng: random.Random, files: int = 3, max_size: int = 64 * 1024) -> tuple[Blob, str]:
-    """A gzip tarball of ``files`` random files; returns the layer and its diff_id."""
+def random_layer(rng: random.Random, files: int = 3, max_size: int = 64 * 1024,
+                 sizes: list[int] | None = None) -> tuple[Blob, str]:
+    """A gzip tarball of random files (``files`` of up to ``max_size`` bytes, or exactly
+    ``sizes``); returns the layer and its diff_id."""
     folder = f"data-{rng.randbytes(4).hex()}"
-    contents = {f"{folder}/file-{i}-{rng.randbytes(3).hex()}.bin": rng.randbytes(rng.randint(1, max_size))
-                for i in range(files)}
+    sizes = sizes or [rng.randint(1, max_size) for _ in range(files)]
+    contents = {f"{folder}/file-{i}-{rng.randbytes(3).hex()}.bin": rng.randbytes(size)
+                for i, size in enumerate(sizes)}
     tar = tar_bytes(contents)
     return Blob(OCI_LAYER_GZIP, gzip_bytes(tar)), sha256(tar)
 
@@ -128,7 +131,7 @@ def image_from_layers(layers: list[tuple[Blob, str]], architecture: str = "amd64
         "created": EPOCH,
         "config": {"Cmd": cmd or ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
-        "history": [{"created": EPOCH, "created_by": f"dockyard tests: layer {i}"} for i, _ in enumerate(layers)],
+        "history": [{"created": EPOCH, "created_by": f"test layer {i}"} for i, _ in enumerate(layers)],
     }
     if architecture == "arm64":
         config["variant"] = "v8"
@@ -153,14 +156,15 @@ def random_image(rng: random.Random, layers: int = 3, architecture: str = "amd64
     that size (random data does not compress) so uploads cross chunk boundaries."""
     made = [random_layer(rng, files=rng.randint(2, 5)) for _ in range(layers)]
     if big_layer:
-        made.append(random_layer(rng, files=2, max_size=big_layer // 2 + 1))
+        made.append(random_layer(rng, sizes=[big_layer // 2, big_layer - big_layer // 2]))
     return image_from_layers(made, architecture, os, annotations={"org.opencontainers.image.title": "random"})
 
 
 PLATFORMS = (("linux", "amd64"), ("linux", "arm64"))
 
 
-def random_index(rng: random.Random, platforms: tuple[tuple[str, str], ...] = PLATFORMS, layers: int = 2) -> ImageIndex:
+def random_index(rng: random.Random, platforms: tuple[tuple[str, str], ...] = PLATFORMS,
+                 layers: int = 2) -> ImageIndex:
     images = [random_image(rng, layers=layers, architecture=arch, os=os) for os, arch in platforms]
     index = {
         "schemaVersion": 2,
@@ -253,8 +257,8 @@ def is_static_elf(path: Path) -> bool:
     return all(struct.unpack_from(endian + "I", data, phoff + i * phentsize)[0] != 3 for i in range(phnum))
 
 
-def busybox_rootfs(busybox: Path) -> bytes:
-    """An uncompressed rootfs tarball: /bin/busybox and a few applet symlinks."""
+def busybox_rootfs(busybox: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    """An uncompressed rootfs tarball: /bin/busybox, a few applet symlinks and ``extra`` files."""
     applets = ("sh", "echo", "cat", "ls")
     links = {f"bin/{applet}": "busybox" for applet in applets}
-    return tar_bytes({"bin/busybox": busybox.read_bytes()}, links, mode=0o755)
+    return tar_bytes({"bin/busybox": busybox.read_bytes(), **(extra or {})}, links, mode=0o755)
