@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
 from dockyard.api import base, blobs, listing, manifests, uploads
 from dockyard.api.errors import errors_middleware
-from dockyard.api.state import REGISTRY
+from dockyard.api.lifecycle import InFlight
+from dockyard.api.state import INFLIGHT, REGISTRY
 from dockyard.config import Settings
 from dockyard.meta.db import Database
 from dockyard.registry.service import Registry
@@ -26,9 +29,12 @@ def create_app(settings: Settings) -> web.Application:
     storage = FilesystemDriver(settings.data_dir)
     # Hashing, writing, fsync and rename run here so the event loop keeps serving.
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="io")
-    app = web.Application(middlewares=[errors_middleware])
+    inflight = InFlight()
+    app = web.Application(middlewares=[inflight.middleware, errors_middleware])
     app[REGISTRY] = Registry(db, storage, pool)
+    app[INFLIGHT] = inflight
     app.on_response_prepare.append(_api_version_header)
+    app.on_response_prepare.append(inflight.on_prepare)
 
     async def close(_app: web.Application) -> None:
         pool.shutdown(wait=True)
@@ -45,14 +51,36 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def run(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests are drained before exit."""
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
+async def serve(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM, then stop accepting and let in-flight requests finish.
+
+    aiohttp's ``run_app`` turns the signal into an exception that ends up cancelling every task,
+    and its cleanup stops reading request bodies; see ``lifecycle`` for how we drain instead.
+    """
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
         access_log=None,
-        shutdown_timeout=settings.shutdown_timeout,
         read_bufsize=1 << 20,
-        print=lambda msg: print(msg, flush=True),
+        shutdown_timeout=settings.shutdown_timeout,
     )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"dockyard listening on http://{settings.host}:{settings.port}", flush=True)
+    try:
+        await stop.wait()
+        print("dockyard stopping: draining in-flight requests", flush=True)
+        await site.stop()
+        if not await app[INFLIGHT].drain(settings.shutdown_timeout):
+            print("dockyard: shutdown timeout reached, cutting off the remaining requests", flush=True)
+    finally:
+        await runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    asyncio.run(serve(settings))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from dockyard.api.http import parse_range
 from dockyard.api.state import registry_of
@@ -23,14 +27,29 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         headers["Content-Length"] = str(info.size)
         return web.Response(status=200, headers=headers)
-    range_header = request.headers.get("Range")
-    if range_header:
-        parse_range(range_header, info.size)  # 416 in the spec's JSON before any bytes go out
     if info.local_path is None:
         raise RegistryError("UNSUPPORTED", "storage driver cannot serve blobs")
-    # FileResponse does the Range/206 bookkeeping and uses sendfile.
-    response = web.FileResponse(info.local_path, chunk_size=1 << 20, headers=headers)
-    return response
+    # FileResponse does the 206 bookkeeping and uses sendfile. We decide about the Range first:
+    # an unsatisfiable one gets the spec's JSON 416, and one we ignore (malformed, multi-range)
+    # is hidden from FileResponse so that the whole blob is sent, as RFC 9110 asks.
+    range_header = request.headers.get("Range")
+    ignore_range = bool(range_header) and parse_range(range_header, info.size) is None
+    return _BlobFile(info.local_path, ignore_range, chunk_size=1 << 20, headers=headers)
+
+
+class _BlobFile(web.FileResponse):
+    """FileResponse that can be told to serve the whole file despite a Range header."""
+
+    def __init__(self, path: Path, ignore_range: bool, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self._ignore_range = ignore_range
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._ignore_range:
+            headers = request.headers.copy()
+            del headers["Range"]
+            request = request.clone(headers=headers)
+        return await super().prepare(request)
 
 
 async def delete_blob(request: web.Request) -> web.Response:

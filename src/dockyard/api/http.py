@@ -11,8 +11,8 @@ from aiohttp import web
 
 from dockyard.registry.errors import RegistryError
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
-_RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]{1,19}|\*))?")
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 _BODY_ERRORS = (
     aiohttp.ClientPayloadError,
     aiohttp.http_exceptions.HttpProcessingError,
@@ -24,7 +24,7 @@ _BODY_ERRORS = (
 
 def parse_content_range(value: str) -> tuple[int, int]:
     """An upload chunk's ``Content-Range`` (spec form ``<start>-<end>``, inclusive)."""
-    match = _CONTENT_RANGE_RE.match(value.strip())
+    match = _CONTENT_RANGE_RE.fullmatch(value.strip())
     if not match:
         raise RegistryError("RANGE_INVALID", "malformed Content-Range", {"Content-Range": value})
     start, end = int(match[1]), int(match[2])
@@ -40,7 +40,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     (unparseable or multi-range: we then serve the whole blob, as RFC 9110 allows), or raises
     RANGE_INVALID (416) when the range cannot be satisfied.
     """
-    match = _RANGE_RE.match(value.strip().replace(" ", ""))
+    match = _RANGE_RE.fullmatch(value.strip().replace(" ", ""))
     if not match or (not match[1] and not match[2]):
         return None
     if not match[1]:  # suffix range: the last N bytes
@@ -49,12 +49,12 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
             raise _unsatisfiable(size)
         return max(size - length, 0), size - 1
     start = int(match[1])
-    end = int(match[2]) if match[2] else size - 1
-    if end < start:
+    end = int(match[2]) if match[2] else None
+    if end is not None and end < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
-    return start, min(end, size - 1)
+    return start, size - 1 if end is None else min(end, size - 1)
 
 
 def _unsatisfiable(size: int) -> RegistryError:
@@ -65,7 +65,7 @@ def parse_limit(request: web.Request, default: int | None, maximum: int) -> int 
     raw = request.query.get("n")
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 9:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
         raise RegistryError("PAGINATION_NUMBER_INVALID", detail={"n": raw})
     return min(int(raw), maximum)
 

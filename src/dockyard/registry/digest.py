@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from dockyard.registry.errors import RegistryError
 
 # The spec's grammar: algorithm-component ([+._-] algorithm-component)* ":" encoded
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST_RE = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 # Registered algorithms and their encoded form (lower-case hex of a fixed length).
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
-_HEX_RE = re.compile(r"^[a-f0-9]+$")
+_HEX_RE = re.compile(r"[a-f0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +29,14 @@ class Digest:
 
 def parse_digest(value: str) -> Digest:
     """Parse and validate ``algorithm:hex``; raise DIGEST_INVALID for anything else."""
-    match = _DIGEST_RE.match(value or "")
+    match = _DIGEST_RE.fullmatch(value or "")
     if not match:
         raise RegistryError("DIGEST_INVALID", "invalid digest", {"digest": value})
     algorithm, encoded = match.groups()
     length = ALGORITHMS.get(algorithm)
     if length is None:
         raise RegistryError("DIGEST_INVALID", "unsupported digest algorithm", {"digest": value})
-    if len(encoded) != length or not _HEX_RE.match(encoded):
+    if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
         raise RegistryError("DIGEST_INVALID", "invalid digest encoding", {"digest": value})
     return Digest(algorithm, encoded)
 

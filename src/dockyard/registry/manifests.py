@@ -78,7 +78,7 @@ def parse_manifest(content: bytes, content_type: str) -> ParsedManifest:
         )
     try:
         body = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _invalid("manifest is not valid JSON", error=str(exc)) from None
     if not isinstance(body, dict):
         raise _invalid("manifest is not a JSON object")
@@ -127,7 +127,7 @@ def select_platform(content: bytes, accept: set[str]) -> str | None:
     acceptable) image, as Distribution does for old docker clients."""
     try:
         entries = json.loads(content).get("manifests", [])
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     usable = [e for e in entries if isinstance(e, dict) and e.get("mediaType") in accept]
     for entry in usable:
