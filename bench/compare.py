@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""dockyard against CNCF Distribution, interleaved A/B/A/B, with medians and ratios.
+
+Usage: ``compare.py [--rounds 2] [--quick] [--no-rss] [--keep] [--out FILE]``
+
+Why interleaved: on a shared two-core machine throughput drifts with page-cache state, disk
+write-back and whatever else runs; alternating the two servers round by round spreads that drift
+over both instead of handing it to whichever ran second. Each registry_bench run is its own
+process, so client memory and warm caches do not carry over between runs. Both servers run for
+the whole comparison (an idle one costs nothing) on fresh data folders and free loopback ports;
+the RSS check then gets freshly started servers so VmHWM reflects only the 2 GiB transfer.
+
+Distribution is configured to match dockyard's defaults as closely as its options allow:
+filesystem storage, no auth, in-memory blob descriptor cache, access log off and log level
+``warn`` (dockyard writes no per-request log lines either), upload purging off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOCKYARD = ROOT / ".venv" / "bin" / "dockyard"
+DISTRIBUTION = Path("/usr/bin/docker-registry")
+PYTHON = sys.executable
+
+DIST_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  cache:
+    blobdescriptor: inmemory
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+  secret: dockyard-bench-only
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(prefix: str) -> dict[str, str]:
+    """The caller's environment minus the server's own override variables, so a stray
+    ``REGISTRY_*`` or ``DOCKYARD_*`` cannot change what is being measured."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+
+
+@dataclass
+class Server:
+    """A registry process this script started; ``stop`` ends exactly that process."""
+
+    label: str
+    workdir: Path
+    proc: subprocess.Popen | None = None
+    port: int = 0
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        if self.label == "dockyard":
+            return ([str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                     "--data-dir", str(self.workdir / "data")], clean_env("DOCKYARD_"))
+        config = self.workdir / "config.yml"
+        config.write_text(DIST_CONFIG.format(root=self.workdir / "data", port=self.port))
+        return [str(DISTRIBUTION), "serve", str(config)], clean_env("REGISTRY_")
+
+    def start(self) -> None:
+        self.port = free_port()
+        cmd, env = self.command()
+        with open(self.log_path, "ab") as log:
+            # Own session: a Ctrl-C in the terminal reaches this script, which then stops the
+            # server in order, instead of killing it mid-write.
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, cwd=self.workdir, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.label} exited with {self.proc.returncode} at start; "
+                                 f"see {self.log_path}:\n{self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/v2/", timeout=2) as resp:
+                    if resp.status == 200:
+                        print(f"{self.label}: pid {self.pid} on {self.url}", flush=True)
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"{self.label} did not answer /v2/ within 60 s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc.returncode not in (0, -signal.SIGTERM, 2):
+            print(f"note: {self.label} exited with {self.proc.returncode}", flush=True)
+
+
+_SERVERS: list[Server] = []
+
+
+def stop_all() -> None:
+    for server in _SERVERS:
+        try:
+            server.stop()
+        except Exception as exc:  # keep stopping the others
+            print(f"could not stop {server.label} (pid {server.pid}): {exc}", file=sys.stderr)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def start(label: str, workdir: Path) -> Server:
+    server = Server(label, workdir)
+    _SERVERS.append(server)
+    server.start()
+    return server
+
+
+def run_bench(server: Server, quick: bool, out: Path) -> dict:
+    cmd = [PYTHON, str(HERE / "registry_bench.py"), server.url, "--pid", str(server.pid), "--json", str(out)]
+    if quick:
+        cmd.append("--quick")
+    result = subprocess.run(cmd, check=False)
+    if result.returncode != 0 or not out.exists():
+        raise SystemExit(f"registry_bench against {server.label} failed (exit {result.returncode}); "
+                         f"server log: {server.log_path}")
+    if server.proc is not None and server.proc.poll() is not None:
+        raise SystemExit(f"{server.label} died during the run; see {server.log_path}")
+    return json.loads(out.read_text())
+
+
+def run_rss(server: Server, quick: bool, out: Path) -> dict | None:
+    cmd = [PYTHON, str(HERE / "rss.py"), server.url, "--pid", str(server.pid), "--json", str(out)]
+    if quick:
+        cmd += ["--size-mib", "512"]
+    result = subprocess.run(cmd, check=False)
+    if result.returncode != 0 or not out.exists():
+        print(f"rss.py against {server.label} failed (exit {result.returncode}); see {server.log_path}")
+        return None
+    return json.loads(out.read_text())
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith("_ms") or "_cpu_" in metric
+
+
+def summarize(runs: dict[str, list[dict]]) -> list[dict]:
+    """Per metric: each server's median over rounds, and dockyard / Distribution."""
+    names = list(runs["dockyard"][0]["metrics"])
+    rows = []
+    for name in names:
+        if "_client_cpu_" in name:
+            continue  # kept in the JSON; the table is about the servers
+        values = {label: [r["metrics"][name] for r in results if name in r["metrics"]]
+                  for label, results in runs.items()}
+        if not all(values.values()):
+            continue
+        med = {label: statistics.median(v) for label, v in values.items()}
+        ratio = med["dockyard"] / med["distribution"] if med["distribution"] else float("nan")
+        rows.append({"metric": name, "unit": runs["dockyard"][0]["units"][name], "dockyard": med["dockyard"],
+                     "distribution": med["distribution"], "ratio": ratio, "values": values,
+                     "better": "lower" if lower_is_better(name) else "higher"})
+    return rows
+
+
+def print_summary(rows: list[dict], rounds: int) -> None:
+    width = max(len(r["metric"]) for r in rows)
+    print(f"\nMedians over {rounds} round(s). ratio = dockyard / Distribution; "
+          "'better' says which direction favours a server.")
+    print(f"{'metric':<{width}}  {'unit':<11} {'dockyard':>10} {'distrib.':>10} {'ratio':>7}  better  verdict")
+    print("-" * (width + 64))
+    for r in rows:
+        ratio = r["ratio"]
+        if ratio != ratio:  # NaN
+            verdict = "-"
+        else:
+            favourable = ratio > 1 if r["better"] == "higher" else ratio < 1
+            factor = ratio if ratio >= 1 else 1 / ratio if ratio else float("inf")
+            verdict = "same" if abs(factor - 1) < 0.05 else (
+                f"dockyard {factor:.2f}x {'better' if favourable else 'worse'}")
+        print(f"{r['metric']:<{width}}  {r['unit']:<11} {r['dockyard']:>10.3f} {r['distribution']:>10.3f} "
+              f"{ratio:>7.3f}  {r['better']:<6}  {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="A/B pairs (default 2)")
+    parser.add_argument("--quick", action="store_true", help="pass --quick to registry_bench; 512 MiB rss blob")
+    parser.add_argument("--no-rss", action="store_true", help="skip the 2 GiB RSS check")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' data folders and logs")
+    parser.add_argument("--out", help="results JSON (default bench/results/compare-<time>.json)")
+    args = parser.parse_args(argv)
+    for path in (DOCKYARD, DISTRIBUTION):
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f"{path} not found (run ./dev test once for the venv; apt-get install docker-registry)")
+    missing = [tool for tool in ("wrk", "ab") if shutil.which(tool) is None]
+    if missing:
+        print(f"note: {', '.join(missing)} not installed; registry_bench falls back to its Python load loop "
+              "(apt-get install wrk apache2-utils)", flush=True)
+
+    # Explicitly, since a shell starts background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(stop_all)
+    work = Path(tempfile.mkdtemp(prefix="dockyard-compare-"))
+    out = Path(args.out) if args.out else HERE / "results" / f"compare-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    runs: dict[str, list[dict]] = {"dockyard": [], "distribution": []}
+    rss: dict[str, dict | None] = {}
+    try:
+        servers = [start("dockyard", work / "dockyard"), start("distribution", work / "distribution")]
+        for round_no in range(1, args.rounds + 1):
+            for server in servers:
+                print(f"\n=== round {round_no}/{args.rounds}: {server.label} ===", flush=True)
+                runs[server.label].append(run_bench(server, args.quick, work / f"{server.label}-{round_no}.json"))
+        stop_all()
+        if not args.no_rss:
+            for label in ("dockyard", "distribution"):
+                print(f"\n=== rss: {label} (fresh server) ===", flush=True)
+                server = start(label, work / f"{label}-rss")
+                rss[label] = run_rss(server, args.quick, work / f"rss-{label}.json")
+                server.stop()
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping servers", file=sys.stderr)
+        return 130
+    finally:
+        stop_all()
+        if args.keep:
+            print(f"data and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    rows = summarize(runs)
+    print_summary(rows, args.rounds)
+    tools = runs["dockyard"][0].get("rate_clients", {})
+    print("request-rate load tools: " + ", ".join(f"{k} {v}" for k, v in tools.items())
+          + " (wrk -t2 -c4 --latency; ab -k -c4; 'python' = selector loop)")
+    for label, results in runs.items():
+        for i, r in enumerate(results, 1):
+            for note in r["notes"]:
+                print(f"note ({label}, round {i}): {note}")
+    for label, report in rss.items():
+        if report:
+            print(f"\nrss {label}: {report['size_mib']} MiB blob ({report['mode']} upload): "
+                  f"peak RSS {report['peak_rss_mib']} MiB (push {report['peak_rss_push_mib']}, "
+                  f"pull {report['peak_rss_pull_mib']}, idle {report['baseline_rss_mib']}), "
+                  f"VmHWM {report['vmhwm_mib']} MiB; push {report['push_MiB_s']} MiB/s, "
+                  f"pull {report['pull_MiB_s']} MiB/s")
+    out.write_text(json.dumps({"rounds": args.rounds, "quick": args.quick, "summary": rows, "runs": runs,
+                               "rss": rss, "elapsed_s": round(time.monotonic() - started)}, indent=2) + "\n")
+    print(f"\nresults: {out} ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
