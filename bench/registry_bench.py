@@ -196,16 +196,64 @@ def bench_push(target: Target, name: str, params: Params, pid: int | None, res: 
 
 def bench_pull(target: Target, name: str, params: Params, pid: int | None, res: Results,
                blobs: list[tuple[bytes, str]]) -> None:
+    """Pull throughput, twice: with wrk (C, sendfile-friendly reads, so the figure is about the
+    server and not the Python client sharing its two cores) when installed, and with the
+    Python client, which reads and counts every byte once."""
+    if shutil.which("wrk"):
+        paths = [f"/v2/{name}/blobs/{digest}" for _, digest in blobs]
+        quiesce(res, "pull")
+        with CpuMeter(pid) as cpu:
+            stats = run_wrk_pull(target.base, paths, params.duration, params.concurrency)
+        res.add("pull_MiB_s", stats["bytes"] / MiB / stats["seconds"], "MiB/s")
+        _add_cpu(res, "pull", cpu, per_gib=stats["bytes"] / (1 << 30))
+
     def work(conn: Any, item: tuple[bytes, str], buf: memoryview) -> None:
         data, digest = item
         pull_blob(conn, target, name, digest, len(data), buf)
 
     total = sum(len(d) for d, _ in blobs)
-    quiesce(res, "pull")
+    label = "pull_python" if shutil.which("wrk") else "pull"
+    quiesce(res, label)
     with CpuMeter(pid) as cpu:
         elapsed = run_parallel(target, blobs, params.concurrency, work)
-    res.add("pull_MiB_s", total / MiB / elapsed, "MiB/s")
-    _add_cpu(res, "pull", cpu, per_gib=total / (1 << 30))
+    res.add(f"{label}_MiB_s", total / MiB / elapsed, "MiB/s")
+    _add_cpu(res, label, cpu, per_gib=total / (1 << 30))
+
+
+_LUA_PULL = """
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH-PULL %d %d %d\\n", summary.bytes, summary.duration,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
+end
+"""
+
+
+def run_wrk_pull(base: str, paths: list[str], duration: float, connections: int) -> dict:
+    """GET the blobs round-robin for ``duration`` seconds; wrk discards bodies as it reads."""
+    table = "paths = {" + ", ".join(_lua_string(p) for p in paths) + "}\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(table + _LUA_PULL)
+        script = f.name
+    try:
+        out = subprocess.run(
+            ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+             "--timeout", "30s", "-s", script, base + paths[0]],
+            capture_output=True, text=True, timeout=duration + 90, check=False,
+        )
+    finally:
+        os.unlink(script)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH-PULL "):
+            nbytes, micros, errors = (int(x) for x in line.split()[1:])
+            if errors:
+                raise BenchError(f"wrk pull: {errors} errors")
+            return {"bytes": nbytes, "seconds": micros / 1e6}
+    raise BenchError(f"could not parse wrk pull output (exit {out.returncode}): {out.stdout[-800:]}")
 
 
 def _add_cpu(res: Results, label: str, cpu: CpuMeter, per_gib: float | None = None,

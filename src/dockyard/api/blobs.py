@@ -16,7 +16,8 @@ from dockyard.registry.names import validate_name
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
     name = validate_name(request.match_info["name"])
-    info = await registry_of(request).stat_blob(name, request.match_info["digest"])
+    registry = registry_of(request)
+    info = await registry.stat_blob(name, request.match_info["digest"])
     headers = {
         "Docker-Content-Digest": str(info.digest),
         "Content-Type": "application/octet-stream",
@@ -27,13 +28,20 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         headers["Content-Length"] = str(info.size)
         return web.Response(status=200, headers=headers)
+    range_header = request.headers.get("Range")
+    byte_range = parse_range(range_header, info.size) if range_header else None  # 416 as JSON
+    small = await registry.small_blob(info)
+    if small is not None:
+        if byte_range is None:
+            return web.Response(body=small, headers=headers)
+        start, end = byte_range
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+        return web.Response(status=206, body=small[start : end + 1], headers=headers)
     if info.local_path is None:
         raise RegistryError("UNSUPPORTED", "storage driver cannot serve blobs")
-    # FileResponse does the 206 bookkeeping and uses sendfile. We decide about the Range first:
-    # an unsatisfiable one gets the spec's JSON 416, and one we ignore (malformed, multi-range)
-    # is hidden from FileResponse so that the whole blob is sent, as RFC 9110 asks.
-    range_header = request.headers.get("Range")
-    ignore_range = bool(range_header) and parse_range(range_header, info.size) is None
+    # FileResponse does the 206 bookkeeping and uses sendfile. A Range we ignore (malformed,
+    # multi-range) is hidden from it so that the whole blob is sent, as RFC 9110 asks.
+    ignore_range = bool(range_header) and byte_range is None
     return _BlobFile(info.local_path, ignore_range, chunk_size=1 << 20, headers=headers)
 
 

@@ -75,12 +75,20 @@ def has_body(request: web.Request) -> bool:
 
 
 async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives (the server reads up to 1 MiB at a time; the upload code
-    batches chunks for hashing and writev, so joining them here would be a wasted copy).
-    A body cut short becomes a client error."""
+    """The request body in the pieces the server read (up to 1 MiB each).
+
+    ``readchunk`` hands over the buffered pieces as they are, where ``iter_chunked`` and
+    ``iter_any`` join them first; the upload code batches pieces for hashing and ``writev``, so
+    a join here would be a wasted copy of every byte. A body cut short becomes a client error.
+    """
+    content = request.content
     try:
-        async for chunk in request.content.iter_any():
-            yield chunk
+        while True:
+            data, _ = await content.readchunk()
+            if data:
+                yield data
+            elif content.at_eof():
+                return
     except _BODY_ERRORS as exc:
         raise RegistryError(
             "SIZE_INVALID", "request body ended before its declared length", {"error": str(exc)}

@@ -44,17 +44,19 @@ def migrate(engine: sa.Engine) -> None:
 
 
 class Database:
-    """Runs blocking SQLAlchemy work in a small thread pool.
+    """Runs blocking SQLAlchemy work off the event loop.
 
-    SQLite allows one writer at a time, so it gets a single thread: that serialises writes in
-    this process instead of making them wait on file locks, and keeps the event loop free.
+    SQLite allows one writer at a time, so writes get a single thread: that serialises them in
+    this process instead of making them wait on file locks. Reads get their own threads (WAL
+    lets them run beside the writer), so a pull never queues behind a commit's fsync.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
-        workers = 1 if url.startswith("sqlite") else 8
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+        sqlite = url.startswith("sqlite")
+        self._writer = ThreadPoolExecutor(max_workers=1 if sqlite else 8, thread_name_prefix="db-write")
+        self._readers = ThreadPoolExecutor(max_workers=2 if sqlite else 8, thread_name_prefix="db-read")
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -64,13 +66,19 @@ class Database:
             return fn(conn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one transaction on the database thread."""
+        """Run ``fn(conn, *args)`` in one read-write transaction on the writer thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._in_transaction, fn, args)
+        return await loop.run_in_executor(self._writer, self._in_transaction, fn, args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read-only ``fn(conn, *args)`` on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._in_transaction, fn, args)
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return self._in_transaction(fn, args)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
         self.engine.dispose()

@@ -236,14 +236,6 @@ def get_upload(conn: sa.Connection, upload_id: str) -> sa.Row | None:
     return conn.execute(sa.select(uploads).where(uploads.c.id == upload_id)).first()
 
 
-def save_upload_state(conn: sa.Connection, upload_id: str, offset: int, state: bytes | None) -> None:
-    conn.execute(
-        sa.update(uploads)
-        .where(uploads.c.id == upload_id)
-        .values(hash_offset=offset, hash_state=state, updated_at=time.time())
-    )
-
-
 def delete_upload(conn: sa.Connection, upload_id: str) -> None:
     conn.execute(sa.delete(uploads).where(uploads.c.id == upload_id))
 

@@ -77,8 +77,8 @@ tags = sa.Table(
     sa.Index("ix_tags_digest", "digest"),
 )
 
-# Upload sessions survive restarts: the bytes are in storage under uploads/<id>, and the hash
-# state saved here lets a resumed upload continue without re-reading what it already has.
+# Upload sessions survive restarts: the row says which repository a session belongs to; its bytes
+# and saved hash state are in storage under uploads/<id>/ (see registry.uploads).
 uploads = sa.Table(
     "uploads",
     metadata,
@@ -86,6 +86,4 @@ uploads = sa.Table(
     sa.Column("repository", sa.String(255), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("hash_offset", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("hash_state", sa.LargeBinary, nullable=True),
 )

@@ -8,6 +8,7 @@ see the scale-out issue.)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
@@ -25,6 +26,8 @@ from dockyard.registry.manifests import parse_manifest, select_platform
 from dockyard.registry.names import is_valid_tag, validate_tag
 from dockyard.registry.uploads import Uploads, blob_key
 from dockyard.storage.base import StorageDriver
+
+SMALL_BLOB = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class Registry:
         self.uploads = Uploads(db, storage, pool)
         self._manifests: LRU[Manifest] = LRU(4096)  # digest -> Manifest
         self._tags: LRU[str] = LRU(16384)  # (repo, tag) -> digest
+        self._small_blobs: LRU[bytes] = LRU(1024)  # storage key -> bytes, each <= SMALL_BLOB
         self._members: LRU[int] = LRU(65536)  # (repo, digest) -> size (blobs) / 1 (manifests)
         # Bumped around every write that can change a cached fact; a read only caches what it
         # fetched if no such write began or ended meanwhile, so a slow read never re-caches
@@ -69,13 +73,39 @@ class Registry:
         size = self._members.get(("b", name, digest))
         if size is None:
             generation = self._generation
-            size = await self.db.run(store.blob_size_in_repository, name, digest)
+            size = await self.db.read(store.blob_size_in_repository, name, digest)
             if size is None:
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
             if generation == self._generation:
                 self._members.put(("b", name, digest), size)
         key = blob_key(parsed)
         return BlobInfo(parsed, size, key, self.storage.local_path(key))
+
+    async def small_blob(self, info: BlobInfo) -> bytes | None:
+        """The bytes of a small blob (a config, a tiny layer, an artifact), from memory.
+
+        Every pull fetches the image config; sending a few KiB through the file path (stat, open
+        and sendfile, each a thread hop) costs far more than the bytes. Blobs are immutable, so
+        the cache never needs invalidating. None for blobs too big to keep in memory.
+        """
+        if info.size > SMALL_BLOB:
+            return None
+        data = self._small_blobs.get(info.key)
+        if data is None:
+            data = await asyncio.get_running_loop().run_in_executor(self.pool, self._read_all, info.key)
+            if len(data) != info.size:
+                raise RegistryError(
+                    "BLOB_UNKNOWN", "blob content is missing from storage", {"digest": str(info.digest)}
+                )
+            self._small_blobs.put(info.key, data)
+        return data
+
+    def _read_all(self, key: str) -> bytes:
+        try:
+            with self.storage.reader(key) as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
 
     async def delete_blob(self, name: str, digest: str) -> None:
         parse_digest(digest)
@@ -181,7 +211,7 @@ class Registry:
             digest = reference
             if self._members.get(("m", name, digest)) is None:
                 generation = self._generation
-                row = await self.db.run(store.manifest_by_digest, name, digest)
+                row = await self.db.read(store.manifest_by_digest, name, digest)
                 if row is None:
                     raise await self._manifest_unknown(name, reference)
                 if generation == self._generation:
@@ -193,7 +223,7 @@ class Registry:
             digest = self._tags.get((name, reference))
             if digest is None:
                 generation = self._generation
-                row = await self.db.run(store.manifest_by_tag, name, reference)
+                row = await self.db.read(store.manifest_by_tag, name, reference)
                 if row is None:
                     raise await self._manifest_unknown(name, reference)
                 digest = row.digest
@@ -202,7 +232,7 @@ class Registry:
                 self._manifests.put(digest, Manifest(row.digest, row.media_type, row.content))
         manifest = self._manifests.get(digest)
         if manifest is None:
-            row = await self.db.run(store.manifest_content, digest)
+            row = await self.db.read(store.manifest_content, digest)
             if row is None:
                 raise RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
             manifest = Manifest(row.digest, row.media_type, row.content)
@@ -210,7 +240,7 @@ class Registry:
         return manifest
 
     async def _manifest_unknown(self, name: str, reference: str) -> RegistryError:
-        if await self.db.run(store.repository_id, name) is None:
+        if await self.db.read(store.repository_id, name) is None:
             return RegistryError("NAME_UNKNOWN", detail={"name": name})
         return RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
 
@@ -235,17 +265,17 @@ class Registry:
     # -- listings ---------------------------------------------------------------------------
 
     async def list_tags(self, name: str, limit: int | None, last: str | None) -> list[str]:
-        found = await self.db.run(store.list_tags, name, limit, last)
+        found = await self.db.read(store.list_tags, name, limit, last)
         if found is None:
             raise RegistryError("NAME_UNKNOWN", detail={"name": name})
         return found
 
     async def catalog(self, limit: int | None, last: str | None) -> list[str]:
-        return await self.db.run(store.list_repositories, limit, last)
+        return await self.db.read(store.list_repositories, limit, last)
 
     async def referrers(self, name: str, digest: str, artifact_type: str | None) -> list[dict]:
         parse_digest(digest)
-        rows = await self.db.run(store.referrers, name, digest)
+        rows = await self.db.read(store.referrers, name, digest)
         result = []
         for row in rows:
             if artifact_type and row.artifact_type != artifact_type:

@@ -1,38 +1,77 @@
 """Blob upload sessions: streaming, resumable, verified before anything becomes visible.
 
-Bytes go to ``uploads/<id>`` in storage, hashed and written in ~1 MiB batches on a thread pool
-(hashing on the event loop slowed pushes 1.7x in our measurements) while the next batch is
-read from the socket. After each request, and every ``STATE_EVERY`` bytes within a long one,
-the hash state is saved with the offset it covers, so an upload continues after a restart by
-re-hashing at most the bytes that arrived after the last save.
+The session is a row in the database; its bytes go to ``uploads/<id>/data`` in storage, hashed
+and written in ~1 MiB batches on a thread pool (hashing on the event loop slowed pushes 1.7x in
+our measurements) while the next batch is read from the socket. After each request, and every
+``STATE_EVERY`` bytes within a long one, the hash state is saved beside the data with the offset
+it covers, so an upload continues after a restart by re-hashing at most the bytes that arrived
+after the last save.
+
+The state file is a hint, not a record: it is checksummed and not fsynced (a commit per chunk
+would queue every PATCH behind the disk), and when it is missing, torn or ahead of the data the
+upload is simply re-hashed from the start. Nothing becomes visible without the final digest
+check, so a bad hint can cost time but never correctness.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from dockyard.meta import store
 from dockyard.meta.db import Database
 from dockyard.registry.digest import Digest
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.hashing import Hasher, new_hasher
-from dockyard.storage.base import StorageDriver
+from dockyard.storage.base import Appender, StorageDriver
 
 BATCH = 1 << 20
 STATE_EVERY = 64 << 20
 _UUID_LEN = 36
-_IOV_MAX = 512
+
+
+def upload_dir(upload_id: str) -> str:
+    return f"uploads/{upload_id}"
 
 
 def upload_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}"
+    return f"uploads/{upload_id}/data"
+
+
+def _state_key(upload_id: str) -> str:
+    return f"uploads/{upload_id}/hashstate"
+
+
+_STATE_MAGIC = b"DYHS1"
+
+
+def _read_optional(storage: StorageDriver, key: str) -> bytes | None:
+    try:
+        with storage.reader(key) as f:
+            return f.read(4096)
+    except FileNotFoundError:
+        return None
+
+
+def encode_state(offset: int, state: bytes) -> bytes:
+    body = _STATE_MAGIC + offset.to_bytes(8, "big") + state
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_state(blob: bytes | None) -> tuple[int, bytes] | None:
+    """(offset, hash state) from a state file, or None when it is absent or damaged."""
+    if not blob or len(blob) < len(_STATE_MAGIC) + 8 + 32 or not blob.startswith(_STATE_MAGIC):
+        return None
+    body, check = blob[:-32], blob[-32:]
+    if hashlib.sha256(body).digest() != check:
+        return None
+    start = len(_STATE_MAGIC)
+    return int.from_bytes(body[start : start + 8], "big"), body[start + 8 :]
 
 
 def blob_key(digest: Digest) -> str:
@@ -42,15 +81,18 @@ def blob_key(digest: Digest) -> str:
 class _Sink:
     """An open upload: the append handle, the running hash and the offset both cover."""
 
-    def __init__(self, storage: StorageDriver, upload_id: str, offset: int, state: bytes | None) -> None:
+    def __init__(self, storage: StorageDriver, upload_id: str) -> None:
+        self.storage = storage
+        self.upload_id = upload_id
         key = upload_key(upload_id)
         size = storage.size(key) or 0
+        saved = decode_state(_read_optional(storage, _state_key(upload_id)))
         self.hasher: Hasher
         try:
-            if state is None or offset > size:
+            if saved is None or saved[0] > size:
                 raise ValueError("no usable saved state")
-            self.hasher = new_hasher("sha256", state)
-            start = offset
+            self.hasher = new_hasher("sha256", saved[1])
+            start = saved[0]
         except ValueError:
             # No saved state, or storage lost bytes the state covered: re-hash from the start.
             self.hasher = new_hasher("sha256")
@@ -59,26 +101,23 @@ class _Sink:
             with storage.reader(key, start) as f:
                 while chunk := f.read(BATCH):
                     self.hasher.update(chunk)
-        self.file: BinaryIO = storage.appender(key)
+        self.file: Appender = storage.appender(key)
         self.offset = size
 
+    def save_state(self) -> None:
+        state = self.hasher.state()
+        if state is not None:
+            self.storage.put(_state_key(self.upload_id), encode_state(self.offset, state), sync=False)
+
     def write(self, chunks: list[bytes]) -> None:
-        """Hash and append a batch; the chunks go out with one writev, not joined first."""
-        if len(chunks) > _IOV_MAX:
-            chunks = [b"".join(chunks)]
         for chunk in chunks:
             self.hasher.update(chunk)
-        total = sum(len(c) for c in chunks)
-        fd = self.file.fileno()
-        written = os.writev(fd, chunks)
-        if written < total:  # a short write: finish it piece by piece
-            rest = memoryview(b"".join(chunks))[written:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
-        self.offset += total
+        self.file.write(chunks)
+        self.offset += sum(len(c) for c in chunks)
 
     def close(self) -> None:
         self.file.close()
+        self.save_state()
 
 
 @dataclass(slots=True)
@@ -105,7 +144,7 @@ class Uploads:
     async def _session(self, name: str, upload_id: str) -> store.sa.Row:
         row = None
         if len(upload_id) == _UUID_LEN:
-            row = await self.db.run(store.get_upload, upload_id)
+            row = await self.db.read(store.get_upload, upload_id)
         if row is None or row.repository != name:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
         return row
@@ -127,14 +166,13 @@ class Uploads:
         """The session's sink, checked to continue at ``start``; on exit it is closed and its
         hash state saved with the offset it covers, whatever happened to the request."""
         row = await self._session(name, upload_id)
-        sink = await self._io(_Sink, self.storage, row.id, row.hash_offset, row.hash_state)
+        sink = await self._io(_Sink, self.storage, row.id)
         try:
             if start is not None and start != sink.offset:
                 raise UploadRangeError(sink.offset, start)
             yield sink
         finally:
             await self._io(sink.close)
-            await self.db.run(store.save_upload_state, upload_id, sink.offset, sink.hasher.state())
 
     async def _pump(self, sink: _Sink, upload_id: str, chunks: AsyncIterator[bytes]) -> None:
         """Copy the body into the sink, overlapping socket reads with hashing and writing."""
@@ -156,7 +194,7 @@ class Uploads:
                     await pending
                     pending = None
                     saved_at = sink.offset
-                    await self.db.run(store.save_upload_state, upload_id, sink.offset, sink.hasher.state())
+                    await self._io(sink.save_state)
         finally:
             if pending is not None:
                 await pending
@@ -194,6 +232,7 @@ class Uploads:
                     detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 )
             await self._io(self.storage.commit, upload_key(upload_id), blob_key(digest))
+            await self._io(self.storage.delete, upload_dir(upload_id))
             await self.db.run(store.finish_upload, upload_id, name, str(digest), sink.offset)
         self._locks.pop(upload_id, None)
         return sink.offset
@@ -206,7 +245,7 @@ class Uploads:
         return hasher.hexdigest()
 
     async def _discard(self, upload_id: str) -> None:
-        await self._io(self.storage.delete, upload_key(upload_id))
+        await self._io(self.storage.delete, upload_dir(upload_id))
         await self.db.run(store.delete_upload, upload_id)
         self._locks.pop(upload_id, None)
 

@@ -13,6 +13,14 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 
+class Appender(Protocol):
+    """An open upload: takes batches of received pieces in order."""
+
+    def write(self, chunks: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class StorageDriver(Protocol):
     def size(self, key: str) -> int | None:
         """Size in bytes, or None when the key does not exist."""
@@ -23,7 +31,7 @@ class StorageDriver(Protocol):
     def local_path(self, key: str) -> Path | None:
         """A filesystem path for zero-copy sends (sendfile), or None for remote drivers."""
 
-    def appender(self, key: str) -> BinaryIO:
+    def appender(self, key: str) -> Appender:
         """Open ``key`` for appending, creating it; used for upload sessions only."""
 
     def truncate(self, key: str, size: int) -> None:
@@ -33,8 +41,9 @@ class StorageDriver(Protocol):
         """Durably move ``src`` to ``dst`` (fsync, atomic rename). False if ``dst`` already
         existed, in which case ``src`` is discarded: content-addressed keys hold equal bytes."""
 
-    def put(self, key: str, data: bytes) -> None:
-        """Write ``data`` atomically: readers see the old value or the new one, never a part."""
+    def put(self, key: str, data: bytes, sync: bool = True) -> None:
+        """Write ``data`` atomically: readers see the old value or the new one, never a part.
+        ``sync=False`` skips the fsync for hints that may be lost in a power failure."""
 
     def delete(self, key: str) -> None:
         """Remove a key, or a whole prefix ("folder"); missing keys are not an error."""

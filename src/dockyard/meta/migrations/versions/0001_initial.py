@@ -69,8 +69,6 @@ def upgrade() -> None:
         sa.Column("repository", sa.String(255), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
-        sa.Column("hash_offset", sa.BigInteger, nullable=False, server_default="0"),
-        sa.Column("hash_state", sa.LargeBinary, nullable=True),
     )
 
 
