@@ -54,9 +54,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
-        sqlite = url.startswith("sqlite")
-        self._writer = ThreadPoolExecutor(max_workers=1 if sqlite else 8, thread_name_prefix="db-write")
-        self._readers = ThreadPoolExecutor(max_workers=2 if sqlite else 8, thread_name_prefix="db-read")
+        self._sqlite = url.startswith("sqlite")
+        self._writer = ThreadPoolExecutor(max_workers=1 if self._sqlite else 8, thread_name_prefix="db-write")
+        self._readers = ThreadPoolExecutor(max_workers=2 if self._sqlite else 8, thread_name_prefix="db-read")
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -65,10 +65,33 @@ class Database:
         with self.engine.begin() as conn:
             return fn(conn, *args)
 
+    def _relaxed(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self.engine.connect() as conn:
+            if self._sqlite:
+                # The safety level can only change outside a transaction. WAL stays consistent;
+                # the next FULL commit makes this one durable too.
+                conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                conn.commit()
+                try:
+                    with conn.begin():
+                        return fn(conn, *args)
+                finally:
+                    conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                    conn.commit()
+            with conn.begin():
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                return fn(conn, *args)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in one read-write transaction on the writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._in_transaction, fn, args)
+
+    async def run_relaxed(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like ``run``, without waiting for the disk: for records that may be lost in a power
+        failure without harm (an upload session the client would simply start again)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._relaxed, fn, args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a read-only ``fn(conn, *args)`` on a reader thread."""

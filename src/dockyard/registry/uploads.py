@@ -138,7 +138,7 @@ class Uploads:
 
     async def start(self, name: str) -> UploadStatus:
         upload_id = str(uuid.uuid4())
-        await self.db.run(store.create_upload, upload_id, name)
+        await self.db.run_relaxed(store.create_upload, upload_id, name)
         return UploadStatus(upload_id, 0)
 
     async def _session(self, name: str, upload_id: str) -> store.sa.Row:
@@ -246,7 +246,7 @@ class Uploads:
 
     async def _discard(self, upload_id: str) -> None:
         await self._io(self.storage.delete, upload_dir(upload_id))
-        await self.db.run(store.delete_upload, upload_id)
+        await self.db.run_relaxed(store.delete_upload, upload_id)
         self._locks.pop(upload_id, None)
 
     async def cancel(self, name: str, upload_id: str) -> None:
