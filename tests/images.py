@@ -10,7 +10,6 @@ several such images. ``write_layout`` lays them out as an OCI image layout (``oc
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import random
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests import oci
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -33,7 +34,7 @@ EPOCH = "2024-01-01T00:00:00Z"
 
 
 def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return oci.digest(data)
 
 
 def to_json(value: object) -> bytes:
@@ -226,21 +227,11 @@ def read_layout(path: Path) -> Layout:
 # -- pushing without a client (for tests that need an image in place first) ------------------
 
 
-def push_blob(client: httpx.Client, name: str, blob: Blob) -> None:
-    response = client.post(f"/v2/{name}/blobs/uploads/", params={"digest": blob.digest}, content=blob.data,
-                           headers={"Content-Type": "application/octet-stream"})
-    assert response.status_code == 201, response.text
-
-
 def push_image(client: httpx.Client, name: str, image: Image, tag: str | None = None) -> str:
     """Push blobs and manifest with monolithic uploads; returns the manifest digest."""
     for blob in image.blobs:
-        push_blob(client, name, blob)
-    response = client.put(f"/v2/{name}/manifests/{tag or image.digest}", content=image.manifest.data,
-                          headers={"Content-Type": image.manifest.media_type})
-    assert response.status_code == 201, response.text
-    assert response.headers["Docker-Content-Digest"] == image.digest
-    return image.digest
+        oci.push_blob(client, name, blob.data)
+    return oci.push_manifest(client, name, tag or image.digest, image.manifest.data, image.manifest.media_type)
 
 
 # -- a runnable image: static busybox -------------------------------------------------------

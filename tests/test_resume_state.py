@@ -93,3 +93,23 @@ def test_state_encoding_round_trips_and_rejects_garbage() -> None:
     assert decode_state(None) is None
     assert decode_state(b"") is None
     assert decode_state(b"DYHS1" + b"\0" * 50) is None
+
+
+def test_without_openssl_contexts_a_resumed_upload_is_rehashed_from_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback the brief asks for: where libcrypto lacks SHA256_CTX, hashlib is used, no state
+    is saved, and a reopened session re-reads its bytes: slower, never wrong."""
+    monkeypatch.setattr(hashing, "_LIB", None)
+    storage = CountingDriver(tmp_path)
+    first, second = os.urandom(1 << 20), os.urandom(12345)
+    sink = _Sink(storage, "u4")
+    assert isinstance(sink.hasher, hashing.HashlibHasher)
+    _write(sink, first)
+    sink.close()
+    assert not (storage.root / _state_key("u4")).exists()
+    reopened = _Sink(storage, "u4")
+    assert storage.reread == len(first)
+    _write(reopened, second)
+    assert reopened.hasher.hexdigest() == hashlib.sha256(first + second).hexdigest()
+    reopened.close()

@@ -70,7 +70,8 @@ async def start_upload(request: web.Request) -> web.Response:
     return web.Response(status=202, headers=_session_headers(name, status.id, 0))
 
 
-async def _on_range_error(name: str, upload_id: str, error: UploadRangeError) -> RegistryError:
+def _with_session_headers(name: str, upload_id: str, error: UploadRangeError) -> RegistryError:
+    """A 416 tells the client where the upload really stands, so it can resume from there."""
     error.headers = _session_headers(name, upload_id, error.offset)
     return error
 
@@ -82,7 +83,7 @@ async def patch_upload(request: web.Request) -> web.Response:
     try:
         status = await registry_of(request).uploads.append(name, upload_id, body_chunks(request), start)
     except UploadRangeError as error:
-        raise await _on_range_error(name, upload_id, error) from None
+        raise _with_session_headers(name, upload_id, error) from None
     return web.Response(status=202, headers=_session_headers(name, upload_id, status.offset))
 
 
@@ -97,7 +98,7 @@ async def finish_upload(request: web.Request) -> web.Response:
     try:
         parsed = await registry_of(request).finish_upload(name, upload_id, digest, chunks, start)
     except UploadRangeError as error:
-        raise await _on_range_error(name, upload_id, error) from None
+        raise _with_session_headers(name, upload_id, error) from None
     return _created(name, str(parsed))
 
 
