@@ -63,7 +63,9 @@ def _toml_str(value: str | Path) -> str:
 class Podman:
     """Podman with storage, configuration and a Docker-compatible socket under ``base``."""
 
-    def __init__(self, base: Path, registry: RegistryServer) -> None:
+    def __init__(self, base: Path, registry: RegistryServer, *, insecure: bool = True) -> None:
+        """By default registries.conf marks the registry insecure (plain HTTP, or TLS unverified);
+        ``insecure=False`` makes podman verify its TLS certificate like any registry's."""
         self.base = base
         self.registry = registry
         self.podman = require("podman")
@@ -90,7 +92,7 @@ class Podman:
         )
         (base / "registries.conf").write_text(
             f"unqualified-search-registries = []\n\n[[registry]]\nlocation = {_toml_str(registry.host)}\n"
-            "insecure = true\n"
+            f"insecure = {'true' if insecure else 'false'}\n"
         )
         self.env = {
             **os.environ,

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "DOCKYARD_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _as_bool(value: object) -> bool:
+    """Environment variables are strings, and ``bool("false")`` is True."""
+    if isinstance(value, str):
+        if value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"invalid boolean {value!r}")
+    return bool(value)
+
+
+def _as_names(value: str | Iterable[object]) -> list[str]:
+    """A TOML list, a flag given several times, or a comma-separated environment variable."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 @dataclass(slots=True)
@@ -18,17 +40,31 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("data"))
     database_url: str = ""  # empty: SQLite in the data folder
     shutdown_timeout: float = 30.0
+    tls: bool = False  # serve HTTPS with a certificate from the local CA in <data_dir>/tls
+    tls_cert: str = ""  # the operator's own certificate (PEM, chain allowed); implies TLS
+    tls_key: str = ""
+    tls_names: list[str] = field(default_factory=list)  # extra names/addresses for the local CA's certificate
+    auth: str = "none"  # "token": Docker token authentication and per-repository permissions
+    auth_service: str = "dockyard"  # the token audience, as clients see it in the challenge
+    admin_password: str = ""  # the first start creates user "admin" with it (generated when empty)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.port = int(self.port)
         self.shutdown_timeout = float(self.shutdown_timeout)
+        self.tls = _as_bool(self.tls)
+        self.tls_cert, self.tls_key = str(self.tls_cert), str(self.tls_key)
+        self.tls_names = _as_names(self.tls_names)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        if self.auth not in ("none", "token"):
+            raise ConfigError(f"auth must be 'none' or 'token', not {self.auth!r}")
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'dockyard.db'}"
 
-
-class ConfigError(ValueError):
-    pass
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls or bool(self.tls_cert)
 
 
 def load(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from dockyard.api import auth as auth_api
 from dockyard.api import base, blobs, listing, manifests, uploads
 from dockyard.api.errors import errors_middleware
 from dockyard.api.lifecycle import InFlight
-from dockyard.api.state import INFLIGHT, REGISTRY
+from dockyard.api.state import AUTH, INFLIGHT, REGISTRY
 from dockyard.config import Settings
 from dockyard.meta.db import Database
 from dockyard.registry.service import Registry
 from dockyard.storage.filesystem import FilesystemDriver
+from dockyard.tls import server_ssl_context
+
+if TYPE_CHECKING:
+    from dockyard.auth.service import AuthService
 
 
 async def _api_version_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -30,7 +36,13 @@ def create_app(settings: Settings) -> web.Application:
     # Hashing, writing, fsync and rename run here so the event loop keeps serving.
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="io")
     inflight = InFlight()
-    app = web.Application(middlewares=[inflight.middleware, errors_middleware])
+    middlewares = [inflight.middleware, errors_middleware]
+    if settings.auth == "token":
+        middlewares.append(auth_api.authorization_middleware)
+    app = web.Application(middlewares=middlewares)
+    if settings.auth == "token":
+        app[AUTH] = _auth_service(settings, db)
+        auth_api.setup(app)
     app[REGISTRY] = Registry(db, storage, pool)
     app[INFLIGHT] = inflight
     app.on_response_prepare.append(_api_version_header)
@@ -51,6 +63,23 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def _auth_service(settings: Settings, db: Database) -> AuthService:
+    """The token service with its signing key, and the first administrator on a new registry."""
+    from dockyard.auth import accounts
+    from dockyard.auth.service import AuthService
+    from dockyard.auth.tokens import TokenService, load_or_create_key
+
+    generated = db.run_sync(accounts.ensure_admin, settings.admin_password or None)
+    if generated:
+        print(
+            f"dockyard: created user 'admin' with password {generated} (shown once; change it with "
+            "'dockyard user passwd admin')",
+            flush=True,
+        )
+    key = load_or_create_key(settings.data_dir / "auth" / "token.key")
+    return AuthService(db, TokenService(key, settings.auth_service))
+
+
 async def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting and let in-flight requests finish.
 
@@ -65,13 +94,15 @@ async def serve(settings: Settings) -> None:
         shutdown_timeout=settings.shutdown_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    ssl_context = server_ssl_context(settings)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    print(f"dockyard listening on http://{settings.host}:{settings.port}", flush=True)
+    scheme = "https" if ssl_context else "http"
+    print(f"dockyard listening on {scheme}://{settings.host}:{settings.port}", flush=True)
     try:
         await stop.wait()
         print("dockyard stopping: draining in-flight requests", flush=True)

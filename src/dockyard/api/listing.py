@@ -7,8 +7,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from dockyard.api.auth import principal_of
 from dockyard.api.http import next_link, parse_limit
-from dockyard.api.state import registry_of
+from dockyard.api.state import AUTH, registry_of
 from dockyard.registry import mediatypes as mt
 from dockyard.registry.names import validate_name
 
@@ -36,9 +37,28 @@ async def list_tags(request: web.Request) -> web.Response:
 
 async def catalog(request: web.Request) -> web.Response:
     limit = parse_limit(request, CATALOG_DEFAULT_PAGE, MAX_PAGE)
-    fetched = await registry_of(request).catalog(None if limit is None else limit + 1, request.query.get("last"))
-    names, headers = _page(request, fetched, limit)
+    names, headers = _page(request, await _catalog_names(request, limit), limit)
     return web.json_response({"repositories": names}, headers=headers)
+
+
+async def _catalog_names(request: web.Request, limit: int | None) -> list[str]:
+    """Up to ``limit + 1`` names after ``last`` that the caller can read: with access control,
+    pages are fetched and filtered until enough readable names are found."""
+    registry = registry_of(request)
+    last = request.query.get("last")
+    want = None if limit is None else limit + 1
+    principal = principal_of(request)
+    if principal is None:
+        return await registry.catalog(want, last)
+    names: list[str] = []
+    batch = max(want or 0, 100)
+    while want is None or len(names) < want:
+        page = await registry.catalog(batch, last)
+        names += await request.app[AUTH].readable(principal, page)
+        if len(page) < batch:
+            break
+        last = page[-1]
+    return names if want is None else names[:want]
 
 
 async def referrers(request: web.Request) -> web.Response:

@@ -1,12 +1,20 @@
 """Typed access to the objects the application holds."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from dockyard.api.lifecycle import InFlight
 from dockyard.registry.service import Registry
 
+if TYPE_CHECKING:  # only built when access control is on; see api.app
+    from dockyard.auth.service import AuthService
+
 REGISTRY = web.AppKey("registry", Registry)
 INFLIGHT = web.AppKey("inflight", InFlight)
+AUTH: web.AppKey[AuthService] = web.AppKey("auth")
 
 
 def registry_of(request: web.Request) -> Registry:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dockyard.api.auth import claims_of
 from dockyard.api.http import body_chunks, has_body, parse_content_range
-from dockyard.api.state import registry_of
+from dockyard.api.state import AUTH, registry_of
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import validate_name
 from dockyard.registry.uploads import UploadRangeError
@@ -51,17 +52,29 @@ def _chunk_start(request: web.Request) -> int | None:
     return start
 
 
+async def _mount_sources(request: web.Request, digest: str) -> list[str] | None:
+    """Where a mount may take the blob from: ``from`` if the caller may pull it; without
+    ``from``, any repository holding the blob that the caller can read (None: anywhere, when
+    access control is off). An empty list makes the client upload, as the spec says."""
+    source = request.query.get("from")
+    if source is not None:
+        validate_name(source)
+    claims = claims_of(request)
+    if claims is None:
+        return None if source is None else [source]
+    if source is not None:
+        return [source] if claims.allows("repository", source, "pull") else []
+    holders = await registry_of(request).repositories_holding(digest)
+    return await request.app[AUTH].readable(claims.principal, holders)
+
+
 async def start_upload(request: web.Request) -> web.Response:
     name = validate_name(request.match_info["name"])
     registry = registry_of(request)
     query = request.query
     mount = query.get("mount")
-    if mount:
-        source = query.get("from")
-        if source is not None:
-            validate_name(source)
-        if await registry.mount_blob(name, mount, source):
-            return _created(name, mount)
+    if mount and await registry.mount_blob(name, mount, await _mount_sources(request, mount)):
+        return _created(name, mount)
     digest = query.get("digest")
     if digest:
         parsed = await registry.upload_monolithic(name, digest, body_chunks(request))

@@ -77,6 +77,17 @@ def add_blob(conn: sa.Connection, name: str, digest: str, size: int) -> None:
     link_blob(conn, name, digest)
 
 
+def repositories_with_blob(conn: sa.Connection, digest: str, limit: int = 1000) -> list[str]:
+    q = (
+        sa.select(repositories.c.name)
+        .select_from(repository_blobs.join(repositories))
+        .where(repository_blobs.c.digest == digest)
+        .order_by(repositories.c.name)
+        .limit(limit)
+    )
+    return list(conn.execute(q).scalars())
+
+
 def link_blob(conn: sa.Connection, name: str, digest: str) -> None:
     repo_id = ensure_repository(conn, name)
     _insert_ignore(conn, repository_blobs, {"repository_id": repo_id, "digest": digest, "created_at": time.time()})

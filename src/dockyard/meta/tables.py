@@ -13,6 +13,9 @@ repositories = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(255), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # 'private' | 'public'. The server default makes a repository created by a push private
+    # without the registry code having to know about access control.
+    sa.Column("visibility", sa.String(16), nullable=False, server_default="private"),
 )
 
 # A blob row exists only once its bytes are verified and committed to storage.
@@ -86,4 +89,77 @@ uploads = sa.Table(
     sa.Column("repository", sa.String(255), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+
+# -- accounts (see dockyard.auth.accounts) ----------------------------------------------------
+# User and organization names share one namespace (the first component of a repository name);
+# accounts.py checks both tables before creating either.
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),  # argon2id, PHC string format
+    sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("organization_id", sa.Integer, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.UniqueConstraint("organization_id", "name", name="uq_teams_organization_name"),
+)
+
+# Looked up by user on every permission check, hence the index on user_id (the primary key
+# leads with team_id).
+team_members = sa.Table(
+    "team_members",
+    metadata,
+    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Index("ix_team_members_user", "user_id"),
+)
+
+# A grant gives a subject (a user or a team, hence no foreign key on subject_id) a level on one
+# repository or on a whole namespace. NULLs are distinct in a plain UNIQUE on both SQLite and
+# PostgreSQL, so uniqueness is two partial indexes, one per kind of target. They lead with the
+# target because the per-request check looks grants up by repository and namespace; listing a
+# subject's grants (catalog, CLI) uses ix_grants_subject.
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject_type", sa.String(16), nullable=False),  # 'user' | 'team'
+    sa.Column("subject_id", sa.Integer, nullable=False),
+    sa.Column("namespace", sa.String(255), nullable=True),
+    sa.Column("repository", sa.String(255), nullable=True),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.CheckConstraint("(namespace IS NULL) <> (repository IS NULL)", name="ck_grants_one_target"),
+    sa.Index("ix_grants_subject", "subject_type", "subject_id"),
+    *(
+        sa.Index(
+            f"uq_grants_{target}",
+            target,
+            "subject_type",
+            "subject_id",
+            unique=True,
+            sqlite_where=sa.text(f"{target} IS NOT NULL"),
+            postgresql_where=sa.text(f"{target} IS NOT NULL"),
+        )
+        for target in ("namespace", "repository")
+    ),
 )

@@ -118,22 +118,28 @@ class Registry:
         if not deleted:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
 
-    async def mount_blob(self, name: str, digest: str, source: str | None) -> bool:
-        """Link an existing blob into ``name``: from ``source`` when given, else from anywhere
-        it is stored. False when there is nothing to mount and the client must upload."""
+    async def mount_blob(self, name: str, digest: str, sources: list[str] | None) -> bool:
+        """Link an existing blob into ``name`` from the first of ``sources`` that holds it, or
+        from anywhere it is stored when ``sources`` is None (access control passes only the
+        repositories the caller can read). False when the client must upload instead."""
         parse_digest(digest)
+        if sources is not None and not sources:
+            return False
 
         def mount(conn: store.sa.Connection) -> bool:
-            if source is not None:
-                found = store.blob_size_in_repository(conn, source, digest)
+            if sources is None:
+                found = store.blob_size(conn, digest) is not None
             else:
-                found = store.blob_size(conn, digest)
-            if found is None:
-                return False
-            store.link_blob(conn, name, digest)
-            return True
+                found = any(store.blob_size_in_repository(conn, s, digest) is not None for s in sources)
+            if found:
+                store.link_blob(conn, name, digest)
+            return found
 
         return await self.db.run(mount)
+
+    async def repositories_holding(self, digest: str) -> list[str]:
+        parse_digest(digest)
+        return await self.db.read(store.repositories_with_blob, digest)
 
     async def upload_monolithic(self, name: str, digest: str, chunks: AsyncIterator[bytes]) -> Digest:
         parsed = parse_digest(digest)

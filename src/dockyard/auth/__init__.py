@@ -1,0 +1,1 @@
+"""Who may do what: accounts, permissions and the Docker token service."""

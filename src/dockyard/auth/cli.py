@@ -1,0 +1,313 @@
+"""``dockyard user|org|team|repo``: manage accounts and access on the registry's own database.
+
+Each command opens the database of the configured data folder, migrates it (so it works before
+the first ``serve``), runs one transaction and closes it. ``--data-dir`` and ``--config`` are
+accepted on the group and on every command (``dockyard user add NAME --data-dir D`` reads as
+naturally as ``dockyard user --data-dir D add NAME``); DOCKYARD_DATA_DIR and DOCKYARD_CONFIG work
+through ``config.load`` as for ``serve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from dockyard import config
+from dockyard.auth import accounts
+from dockyard.auth.permissions import LEVELS
+from dockyard.meta.db import Database
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)[param.name] = value
+
+
+def _location(f: F) -> F:
+    """``--data-dir`` and ``--config``, stored in the context rather than passed to ``f``."""
+    f = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        callback=_remember,
+        help="TOML settings [DOCKYARD_CONFIG]",
+    )(f)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        expose_value=False,
+        callback=_remember,
+        help="Data folder [DOCKYARD_DATA_DIR, default ./data]",
+    )(f)
+
+
+def _run(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(conn, *args)`` in one transaction on the configured database."""
+    where = click.get_current_context().find_object(dict) or {}
+    try:
+        settings = config.load(where.get("config_file"), data_dir=where.get("data_dir"))
+    except config.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if settings.database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    try:
+        db.migrate()
+        return db.run_sync(fn, *args)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+
+
+_password = click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The password (prompted for when not given; on the command line it is visible to other local users)",
+)
+_level = click.argument("level", metavar="LEVEL", type=click.Choice(list(LEVELS), case_sensitive=False))
+_repository = click.option("--repository", "-r", help="One repository, by its full name")
+_namespace = click.option("--namespace", "-n", help="Every repository under NAMESPACE/ (a user or organization)")
+
+
+def _target(repository: str | None, namespace: str | None) -> str:
+    return f"{namespace}/*" if namespace else str(repository)
+
+
+def _print_grants(found: list[accounts.Grant]) -> None:
+    for g in found:
+        click.echo(f"{g.target}\t{g.level_name}")
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+@click.group()
+@_location
+def user() -> None:
+    """Manage users."""
+
+
+@user.command("add")
+@_location
+@click.argument("name")
+@_password
+@click.option("--admin", is_flag=True, help="Make the user a site administrator (every permission everywhere)")
+def user_add(name: str, password: str, admin: bool) -> None:
+    """Create user NAME; they own every repository under NAME/."""
+    _run(accounts.add_user, name, password, admin)
+    click.echo(f"created user {name}" + (" (site admin)" if admin else ""))
+
+
+@user.command("list")
+@_location
+def user_list() -> None:
+    """List users, with their site-admin and disabled flags."""
+    for u in _run(accounts.list_users):
+        flags = [f for f, on in (("admin", u.is_admin), ("disabled", u.disabled)) if on]
+        click.echo(u.name + (f"\t{','.join(flags)}" if flags else ""))
+
+
+@user.command("passwd")
+@_location
+@click.argument("name")
+@_password
+def user_passwd(name: str, password: str) -> None:
+    """Set the password of user NAME."""
+    _run(accounts.set_password, name, password)
+    click.echo(f"password of {name} changed")
+
+
+@user.command("remove")
+@_location
+@click.argument("name")
+def user_remove(name: str) -> None:
+    """Remove user NAME with their team memberships and grants (their repositories stay)."""
+    _run(accounts.remove_user, name)
+    click.echo(f"removed user {name}")
+
+
+@user.command("disable")
+@_location
+@click.argument("name")
+def user_disable(name: str) -> None:
+    """Stop user NAME from logging in or using their tokens; grants are kept."""
+    _run(accounts.set_disabled, name, True)
+    click.echo(f"disabled user {name}")
+
+
+@user.command("enable")
+@_location
+@click.argument("name")
+def user_enable(name: str) -> None:
+    """Let a disabled user NAME in again."""
+    _run(accounts.set_disabled, name, False)
+    click.echo(f"enabled user {name}")
+
+
+@user.command("grant")
+@_location
+@click.argument("name")
+@_level
+@_repository
+@_namespace
+def user_grant(name: str, level: str, repository: str | None, namespace: str | None) -> None:
+    """Give user NAME the LEVEL on a repository or a namespace (replacing an earlier grant there)."""
+    _run(accounts.grant, "user", name, level, namespace, repository)
+    click.echo(f"granted {level.lower()} on {_target(repository, namespace)} to user {name}")
+
+
+@user.command("revoke")
+@_location
+@click.argument("name")
+@_repository
+@_namespace
+def user_revoke(name: str, repository: str | None, namespace: str | None) -> None:
+    """Take back user NAME's grant on a repository or a namespace."""
+    _run(accounts.revoke, "user", name, namespace, repository)
+    click.echo(f"revoked user {name}'s grant on {_target(repository, namespace)}")
+
+
+@user.command("grants")
+@_location
+@click.argument("name")
+def user_grants(name: str) -> None:
+    """List the grants given to user NAME directly (not through teams)."""
+    _print_grants(_run(accounts.list_grants, "user", name))
+
+
+# -- organizations -------------------------------------------------------------------------
+
+
+@click.group()
+@_location
+def org() -> None:
+    """Manage organizations: namespaces shared through teams."""
+
+
+@org.command("create")
+@_location
+@click.argument("name")
+def org_create(name: str) -> None:
+    """Create organization NAME (a name no user has)."""
+    _run(accounts.create_org, name)
+    click.echo(f"created organization {name}")
+
+
+@org.command("list")
+@_location
+def org_list() -> None:
+    """List organizations."""
+    for name in _run(accounts.list_orgs):
+        click.echo(name)
+
+
+# -- teams ---------------------------------------------------------------------------------
+
+
+@click.group()
+@_location
+def team() -> None:
+    """Manage the teams of an organization and what they may access."""
+
+
+@team.command("create")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name", metavar="TEAM")
+def team_create(org_name: str, name: str) -> None:
+    """Create team TEAM in organization ORG."""
+    _run(accounts.create_team, org_name, name)
+    click.echo(f"created team {org_name}/{name}")
+
+
+@team.command("list")
+@_location
+@click.argument("org_name", metavar="ORG")
+def team_list(org_name: str) -> None:
+    """List the teams of ORG with their members."""
+    for name, members in _run(accounts.list_teams, org_name).items():
+        click.echo(f"{name}\t{' '.join(members)}")
+
+
+@team.command("add-member")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name", metavar="TEAM")
+@click.argument("user_name", metavar="USER")
+def team_add_member(org_name: str, name: str, user_name: str) -> None:
+    """Add USER to ORG/TEAM."""
+    _run(accounts.add_member, org_name, name, user_name)
+    click.echo(f"added {user_name} to {org_name}/{name}")
+
+
+@team.command("remove-member")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name", metavar="TEAM")
+@click.argument("user_name", metavar="USER")
+def team_remove_member(org_name: str, name: str, user_name: str) -> None:
+    """Remove USER from ORG/TEAM."""
+    _run(accounts.remove_member, org_name, name, user_name)
+    click.echo(f"removed {user_name} from {org_name}/{name}")
+
+
+@team.command("grant")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name", metavar="TEAM")
+@_level
+@_repository
+@_namespace
+def team_grant(org_name: str, name: str, level: str, repository: str | None, namespace: str | None) -> None:
+    """Give ORG/TEAM the LEVEL on a repository or a namespace (replacing an earlier grant there)."""
+    _run(accounts.grant, "team", f"{org_name}/{name}", level, namespace, repository)
+    click.echo(f"granted {level.lower()} on {_target(repository, namespace)} to team {org_name}/{name}")
+
+
+@team.command("revoke")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name", metavar="TEAM")
+@_repository
+@_namespace
+def team_revoke(org_name: str, name: str, repository: str | None, namespace: str | None) -> None:
+    """Take back ORG/TEAM's grant on a repository or a namespace."""
+    _run(accounts.revoke, "team", f"{org_name}/{name}", namespace, repository)
+    click.echo(f"revoked team {org_name}/{name}'s grant on {_target(repository, namespace)}")
+
+
+@team.command("grants")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name", metavar="TEAM")
+def team_grants(org_name: str, name: str) -> None:
+    """List the grants of ORG/TEAM."""
+    _print_grants(_run(accounts.list_grants, "team", f"{org_name}/{name}"))
+
+
+# -- repositories --------------------------------------------------------------------------
+
+
+@click.group()
+@_location
+def repo() -> None:
+    """Manage repository settings."""
+
+
+@repo.command("visibility")
+@_location
+@click.argument("name")
+@click.argument("visibility", type=click.Choice(["public", "private"]))
+def repo_visibility(name: str, visibility: str) -> None:
+    """Make repository NAME public (anyone may pull, anonymous included) or private."""
+    _run(accounts.set_visibility, name, visibility == "public")
+    click.echo(f"{name} is now {visibility}")
