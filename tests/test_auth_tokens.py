@@ -254,3 +254,26 @@ def test_malformed_and_huge_token_requests(auth_registry: AuthRegistry):
                    headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code in (400, 413)
     assert httpx.get(f"{auth_registry.url}/v2/").status_code == 401  # still serving
+
+
+def test_head_links_a_blob_the_caller_can_read_elsewhere(auth_registry: AuthRegistry):
+    """Access-aware deduplication: a push that shares layers with a readable repository sends
+    nothing twice; a blob only in repositories the caller cannot read stays unknown."""
+    shared = f"alice/{repo('base')}"
+    alice = auth_registry.token([_scope(shared, "pull,push")], "alice", "alice-pw-123")
+    with auth_registry.client(alice) as c:
+        image = push_image(c, shared, "v1")
+    layer = digest(image.layers[0])
+    target = f"bob/{repo('app')}"
+    bob = auth_registry.token([_scope(target, "pull,push")], "bob", "bob-pw-123")
+    with auth_registry.client(bob) as c:
+        assert_error(c.head(f"/v2/{target}/blobs/{layer}"), 404)  # private to alice: not linked
+    auth_registry.cli("repo", "visibility", shared, "public")
+    with auth_registry.client(bob) as c:
+        r = c.head(f"/v2/{target}/blobs/{layer}")
+        assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == layer
+        assert c.get(f"/v2/{target}/blobs/{layer}").content == image.layers[0]
+    read_only = f"bob/{repo('ro')}"
+    reader = auth_registry.token([_scope(read_only, "pull")], "bob", "bob-pw-123")
+    with auth_registry.client(reader) as c:  # a pull-only token links nothing
+        assert_error(c.head(f"/v2/{read_only}/blobs/{layer}"), 404)
