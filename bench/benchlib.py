@@ -9,14 +9,16 @@ the scripts also run outside the project's virtualenv.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import ipaddress
+import json
 import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 MiB = 1 << 20
 READ_BUFFER = 4 * MiB
@@ -85,6 +87,27 @@ def sha256_digest(data: bytes | bytearray | memoryview) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# Sent with every request: the bearer token when the registry has token authentication on.
+EXTRA_HEADERS: dict[str, str] = {}
+
+
+def login(target: Target, user: str, password: str, scopes: list[str]) -> None:
+    """Fetch a token the way docker does (GET /token with basic credentials) for ``scopes`` and
+    send it from now on. Tokens live 5 minutes: long enough for one registry_bench run."""
+    query = urlencode([("service", "dockyard"), *(("scope", s) for s in scopes)])
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    conn = target.connect()
+    try:
+        conn.request("GET", f"/token?{query}", headers={"Authorization": f"Basic {basic}"})
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise BenchError(f"login as {user}: /token -> {resp.status}: {body[:300]!r}")
+    EXTRA_HEADERS["Authorization"] = "Bearer " + json.loads(body)["token"]
+
+
 def request(
     conn: http.client.HTTPConnection,
     method: str,
@@ -95,7 +118,7 @@ def request(
 ) -> tuple[http.client.HTTPResponse, bytes]:
     """One request on a keep-alive connection; a status outside ``expect`` raises with the
     registry's error body so a failing run says why."""
-    headers = dict(headers or {})
+    headers = {**EXTRA_HEADERS, **(headers or {})}
     if body is None and method in ("POST", "PUT", "PATCH"):
         headers.setdefault("Content-Length", "0")
     conn.request(method, path, body=body, headers=headers)
@@ -149,7 +172,7 @@ def pull_blob(conn: http.client.HTTPConnection, target: Target, name: str, diges
     only to the same loopback registry (Distribution redirects only for cloud drivers)."""
     path = f"/v2/{name}/blobs/{digest}"
     for _ in range(3):
-        conn.request("GET", path)
+        conn.request("GET", path, headers=EXTRA_HEADERS)
         resp = conn.getresponse()
         if resp.status in (301, 302, 303, 307, 308):
             resp.read()

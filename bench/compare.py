@@ -99,9 +99,12 @@ class Server:
         return self.proc.pid
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        if self.label == "dockyard":
+        if self.label.startswith("dockyard"):
+            env = clean_env("DOCKYARD_")
+            if self.label == "dockyard-auth":
+                env.update({"DOCKYARD_AUTH": "token", "DOCKYARD_ADMIN_PASSWORD": BENCH_PASSWORD})
             return ([str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                     "--data-dir", str(self.workdir / "data")], clean_env("DOCKYARD_"))
+                     "--data-dir", str(self.workdir / "data")], env)
         config = self.workdir / "config.yml"
         config.write_text(DIST_CONFIG.format(root=self.workdir / "data", port=self.port))
         return [str(DISTRIBUTION), "serve", str(config)], clean_env("REGISTRY_")
@@ -124,6 +127,10 @@ class Server:
                     if resp.status == 200:
                         print(f"{self.label}: pid {self.pid} on {self.url}", flush=True)
                         return
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # token authentication on: the API answers, with a challenge
+                    print(f"{self.label}: pid {self.pid} on {self.url} (token auth)", flush=True)
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.1)
@@ -143,6 +150,7 @@ class Server:
 
 
 _SERVERS: list[Server] = []
+BENCH_PASSWORD = "bench-admin-password"
 
 
 def stop_all() -> None:
@@ -168,6 +176,8 @@ def run_bench(server: Server, quick: bool, out: Path) -> dict:
     cmd = [PYTHON, str(HERE / "registry_bench.py"), server.url, "--pid", str(server.pid), "--json", str(out)]
     if quick:
         cmd.append("--quick")
+    if server.label == "dockyard-auth":
+        cmd += ["--user", "admin", "--password", BENCH_PASSWORD]
     result = subprocess.run(cmd, check=False)
     if result.returncode != 0 or not out.exists():
         raise SystemExit(f"registry_bench against {server.label} failed (exit {result.returncode}); "
@@ -193,8 +203,9 @@ def lower_is_better(metric: str) -> bool:
 
 
 def summarize(runs: dict[str, list[dict]]) -> list[dict]:
-    """Per metric: each server's median over rounds, and dockyard / Distribution."""
-    names = list(runs["dockyard"][0]["metrics"])
+    """Per metric: each server's median over rounds, and A / B (the first label over the second)."""
+    a, b = list(runs)
+    names = list(runs[a][0]["metrics"])
     rows = []
     for name in names:
         if "_client_cpu_" in name:
@@ -204,18 +215,17 @@ def summarize(runs: dict[str, list[dict]]) -> list[dict]:
         if not all(values.values()):
             continue
         med = {label: statistics.median(v) for label, v in values.items()}
-        ratio = med["dockyard"] / med["distribution"] if med["distribution"] else float("nan")
-        rows.append({"metric": name, "unit": runs["dockyard"][0]["units"][name], "dockyard": med["dockyard"],
-                     "distribution": med["distribution"], "ratio": ratio, "values": values,
-                     "better": "lower" if lower_is_better(name) else "higher"})
+        ratio = med[a] / med[b] if med[b] else float("nan")
+        rows.append({"metric": name, "unit": runs[a][0]["units"][name], "a": med[a], "b": med[b],
+                     "ratio": ratio, "values": values, "better": "lower" if lower_is_better(name) else "higher"})
     return rows
 
 
-def print_summary(rows: list[dict], rounds: int) -> None:
+def print_summary(rows: list[dict], rounds: int, a: str, b: str) -> None:
     width = max(len(r["metric"]) for r in rows)
-    print(f"\nMedians over {rounds} round(s). ratio = dockyard / Distribution; "
+    print(f"\nMedians over {rounds} round(s). ratio = {a} / {b}; "
           "'better' says which direction favours a server.")
-    print(f"{'metric':<{width}}  {'unit':<11} {'dockyard':>10} {'distrib.':>10} {'ratio':>7}  better  verdict")
+    print(f"{'metric':<{width}}  {'unit':<11} {a[:13]:>13} {b[:13]:>13} {'ratio':>7}  better  verdict")
     print("-" * (width + 64))
     for r in rows:
         ratio = r["ratio"]
@@ -225,8 +235,8 @@ def print_summary(rows: list[dict], rounds: int) -> None:
             favourable = ratio > 1 if r["better"] == "higher" else ratio < 1
             factor = ratio if ratio >= 1 else 1 / ratio if ratio else float("inf")
             verdict = "same" if abs(factor - 1) < 0.05 else (
-                f"dockyard {factor:.2f}x {'better' if favourable else 'worse'}")
-        print(f"{r['metric']:<{width}}  {r['unit']:<11} {r['dockyard']:>10.3f} {r['distribution']:>10.3f} "
+                f"{a} {factor:.2f}x {'better' if favourable else 'worse'}")
+        print(f"{r['metric']:<{width}}  {r['unit']:<11} {r['a']:>13.3f} {r['b']:>13.3f} "
               f"{ratio:>7.3f}  {r['better']:<6}  {verdict}")
 
 
@@ -237,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rss", action="store_true", help="skip the 2 GiB RSS check")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data folders and logs")
     parser.add_argument("--out", help="results JSON (default bench/results/compare-<time>.json)")
+    parser.add_argument("--against", choices=["distribution", "auth"], default="distribution",
+                        help="B side: Distribution 2.8 (default), or dockyard with token auth on (A is then "
+                             "dockyard-auth, B dockyard with auth off)")
     args = parser.parse_args(argv)
     for path in (DOCKYARD, DISTRIBUTION):
         if not os.access(path, os.X_OK):
@@ -255,16 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else HERE / "results" / f"compare-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    runs: dict[str, list[dict]] = {"dockyard": [], "distribution": []}
+    labels = ["dockyard", "distribution"] if args.against == "distribution" else ["dockyard-auth", "dockyard"]
+    runs: dict[str, list[dict]] = {label: [] for label in labels}
     rss: dict[str, dict | None] = {}
     try:
-        servers = [start("dockyard", work / "dockyard"), start("distribution", work / "distribution")]
+        servers = [start(label, work / label) for label in labels]
         for round_no in range(1, args.rounds + 1):
             for server in servers:
                 print(f"\n=== round {round_no}/{args.rounds}: {server.label} ===", flush=True)
                 runs[server.label].append(run_bench(server, args.quick, work / f"{server.label}-{round_no}.json"))
         stop_all()
-        if not args.no_rss:
+        if not args.no_rss and args.against == "distribution":
             for label in ("dockyard", "distribution"):
                 print(f"\n=== rss: {label} (fresh server) ===", flush=True)
                 server = start(label, work / f"{label}-rss")
@@ -281,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     rows = summarize(runs)
-    print_summary(rows, args.rounds)
-    tools = runs["dockyard"][0].get("rate_clients", {})
+    print_summary(rows, args.rounds, *labels)
+    tools = runs[labels[0]][0].get("rate_clients", {})
     print("request-rate load tools: " + ", ".join(f"{k} {v}" for k, v in tools.items())
           + " (wrk -t2 -c4 --latency; ab -k -c4; 'python' = selector loop)")
     for label, results in runs.items():

@@ -38,10 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
+    EXTRA_HEADERS,
     READ_BUFFER,
     BenchError,
     MiB,
     Target,
+    login,
     proc_cpu_seconds,
     pull_blob,
     push_chunked,
@@ -236,6 +238,7 @@ end
 def run_wrk_pull(base: str, paths: list[str], duration: float, connections: int) -> dict:
     """GET the blobs round-robin for ``duration`` seconds; wrk discards bodies as it reads."""
     table = "paths = {" + ", ".join(_lua_string(p) for p in paths) + "}\n"
+    table += "".join(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}\n" for k, v in EXTRA_HEADERS.items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(table + _LUA_PULL)
         script = f.name
@@ -543,10 +546,13 @@ def bench_repush(target: Target, image: Image, params: Params, pid: int | None, 
 # -- driver ----------------------------------------------------------------------------------
 
 
-def run(url: str, params: Params, pid: int | None, client_choice: str = "auto") -> dict:
+def run(url: str, params: Params, pid: int | None, client_choice: str = "auto",
+        credentials: tuple[str, str] | None = None) -> dict:
     target = Target.parse(url)
     res = Results()
     name = f"bench/run-{uuid.uuid4().hex[:10]}"
+    if credentials:
+        login(target, *credentials, [f"repository:{name}:pull,push"])
     print(f"registry_bench: {target.base} repository {name}, "
           f"{params.blobs} x {params.blob_mib} MiB blobs, {params.concurrency} clients, "
           f"rate clients: GET {rate_client('GET', client_choice)}, HEAD {rate_client('HEAD', client_choice)}",
@@ -587,7 +593,8 @@ def run(url: str, params: Params, pid: int | None, client_choice: str = "auto") 
     ]
     for label, path, method, headers in rate_phases:
         step(f"{label}: {method} for {params.duration:g} s at {params.concurrency} connections")
-        bench_rate(target, params, pid, res, label, path, method, headers, rate_client(method, client_choice))
+        bench_rate(target, params, pid, res, label, path, method, {**EXTRA_HEADERS, **headers},
+                   rate_client(method, client_choice))
 
     step(f"re-push of a {params.repush_layers}-layer image whose blobs all exist, x{params.repush_iterations}")
     bench_repush(target, repush, params, pid, res)
@@ -624,12 +631,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per request-rate phase")
     parser.add_argument("--rate-client", choices=["auto", "wrk", "ab", "python"], default="auto",
                         help="load tool for request-rate phases (auto: wrk for GET, ab for HEAD)")
+    parser.add_argument("--user", help="with token authentication: log in as this user (GET /token)")
+    parser.add_argument("--password", default="", help="the user's password or access token")
     args = parser.parse_args(argv)
     params = Params.quick() if args.quick else Params()
     if args.duration:
         params.duration = args.duration
     try:
-        report = run(args.url, params, args.pid, args.rate_client)
+        credentials = (args.user, args.password) if args.user else None
+        report = run(args.url, params, args.pid, args.rate_client, credentials)
     except BenchError as exc:
         print(f"registry_bench: FAILED: {exc}", file=sys.stderr)
         return 1
