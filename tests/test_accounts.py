@@ -252,7 +252,7 @@ def test_grants(db: Database):
         (("user", "zed", "read", "acme", None), "no user named 'zed'"),
         (("team", "devs", "read", "acme", None), "organization/team"),
         (("team", "acme/qa", "read", "acme", None), "no team 'qa'"),
-        (("robot", "x", "read", "acme", None), "'user' or a 'team'"),
+        (("group", "x", "read", "acme", None), "'user', a 'team' or a 'robot'"),
     ]
     for args, message in bad:
         with pytest.raises(AccountError, match=message):

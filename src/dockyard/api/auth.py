@@ -5,6 +5,11 @@ Flow (distribution's token-auth spec): a call without a valid token gets 401 wit
 for that scope (with basic credentials, a refresh token, or as nobody) and retries with the
 JWT. The token carries the subset of the scope the caller holds, so a caller who lacks access
 gets the same 401 whether or not the repository exists.
+
+A token issued from a personal access token or a robot secret names that credential
+(``Claims.token_id``), and each request checks it is still active (cached for a couple of
+seconds by ``AuthService.credential_active``): revoking the credential stops its tokens at their
+next use instead of at expiry.
 """
 
 from __future__ import annotations
@@ -86,10 +91,13 @@ async def authorization_middleware(request: web.Request, handler: Handler) -> we
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise _challenge(request, scope)
+    auth = request.app[AUTH]
     try:
-        claims = request.app[AUTH].tokens.verify_access(header[7:].strip())
+        claims = auth.tokens.verify_access(header[7:].strip())
     except TokenError:
         raise _challenge(request, scope, "invalid_token") from None
+    if claims.token_id is not None and not await auth.credential_active(claims.token_id):
+        raise _challenge(request, scope, "invalid_token")
     if action and name and not claims.allows("repository", name, action):
         raise _challenge(request, scope, "insufficient_scope")
     request["claims"] = claims
@@ -135,7 +143,7 @@ async def _respond(
     request: web.Request, principal: Principal, scopes: list[Access], offline: bool, token_id: str | None = None
 ) -> web.Response:
     auth = request.app[AUTH]
-    granted = await auth.grant(principal, scopes)
+    granted = await auth.grant(principal, scopes, token_id)
     token, ttl = auth.tokens.issue_access(principal, granted, token_id)
     body = {
         "token": token,
@@ -158,14 +166,14 @@ async def get_token(request: web.Request) -> web.Response:
         credentials = _basic_credentials(request)
     except ValueError as exc:
         return _token_error(400, str(exc))
-    principal = ANONYMOUS
+    principal, token_id = ANONYMOUS, None
     if credentials is not None:
         found = await auth.login(*credentials)
         if found is None:
             return _token_error(401, "incorrect username or password", basic=True)
-        principal = found
+        principal, token_id = found
     offline = request.query.get("offline_token", "").lower() == "true"
-    return await _respond(request, principal, _scopes(request.query.getall("scope", [])), offline)
+    return await _respond(request, principal, _scopes(request.query.getall("scope", [])), offline, token_id)
 
 
 async def post_token(request: web.Request) -> web.Response:
@@ -182,18 +190,19 @@ async def post_token(request: web.Request) -> web.Response:
     grant_type = form.get("grant_type")
     scopes = _scopes([str(v) for v in form.getall("scope", [])])
     if grant_type == "password":
-        principal = await auth.login(str(form.get("username", "")), str(form.get("password", "")))
-        if principal is None:
+        found = await auth.login(str(form.get("username", "")), str(form.get("password", "")))
+        if found is None:
             return _token_error(401, "incorrect username or password")
-        return await _respond(request, principal, scopes, offline=True)
+        principal, token_id = found
+        return await _respond(request, principal, scopes, offline=True, token_id=token_id)
     if grant_type == "refresh_token":
         try:
             claims = auth.tokens.verify_refresh(str(form.get("refresh_token", "")))
         except TokenError:
             return _token_error(401, "invalid refresh token")
-        principal = await auth.current(claims.principal)
+        principal = await auth.current(claims.principal, claims.token_id)
         if principal is None:
-            return _token_error(401, "the account of this refresh token no longer exists")
+            return _token_error(401, "the account or credential of this refresh token is no longer valid")
         return await _respond(request, principal, scopes, offline=True, token_id=claims.token_id)
     return _token_error(400, "unsupported grant_type")
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from dockyard.auth.permissions import ADMIN, NONE, READ, WRITE, Principal
-from dockyard.meta.tables import grants, repositories, team_members, users
+from dockyard.meta.tables import grants, organizations, repositories, robots, team_members, users
 
 # SQLite's default limit on bound parameters is 32766 since 3.32 (999 before); stay well below.
 _CHUNK = 500
@@ -46,9 +46,14 @@ def repository_level(conn: sa.Connection, principal: Principal, repository: str)
 
     Site admin: ADMIN. Owner of the user namespace the repository is in: ADMIN. Otherwise the
     highest of the user's and their teams' grants on the repository or its namespace, and at
-    least READ on a public repository. Anonymous callers, robots (not modelled yet), and
-    removed or disabled users get only the public READ.
+    least READ on a public repository. Robots: see ``_robot_level``. Anonymous callers, and
+    removed or disabled users or robots, get only the public READ.
+
+    What a personal access token's scope allows on top of this is capped by the caller
+    (``AuthService.grant``): the level belongs to the account, the cap to the credential.
     """
+    if principal.kind == "robot" and principal.id is not None:
+        return _robot_level(conn, principal.id, repository)
     if principal.kind != "user" or principal.id is None:
         return READ if _is_public(conn, repository) else NONE
     namespace = namespace_of(repository)
@@ -75,6 +80,33 @@ def repository_level(conn: sa.Connection, principal: Principal, repository: str)
     return max(level, READ) if vis == "public" else level
 
 
+def _robot_level(conn: sa.Connection, robot_id: int, repository: str) -> int:
+    """A robot's level: the highest of its own grants on the repository or its namespace, counted
+    only inside its organization (``accounts.grant`` refuses others, this is the second lock),
+    and at least READ on a public repository. One round trip, as for users."""
+    namespace = namespace_of(repository)
+    granted = (
+        sa.select(sa.func.max(grants.c.level))
+        .where(
+            grants.c.subject_type == "robot",
+            grants.c.subject_id == robot_id,
+            sa.or_(grants.c.repository == repository, grants.c.namespace == namespace),
+        )
+        .scalar_subquery()
+    )
+    visibility = sa.select(repositories.c.visibility).where(repositories.c.name == repository).scalar_subquery()
+    row = conn.execute(
+        sa.select(organizations.c.name, granted, visibility)
+        .select_from(robots.join(organizations))
+        .where(robots.c.id == robot_id)
+    ).first()
+    if row is None:  # removed
+        return READ if _is_public(conn, repository) else NONE
+    org, level, vis = row
+    level = (level or NONE) if org == namespace else NONE
+    return max(level, READ) if vis == "public" else level
+
+
 def can_create(conn: sa.Connection, principal: Principal, repository: str) -> bool:
     """May ``principal`` push to ``repository`` (and so create it, private, if it is new)?"""
     return repository_level(conn, principal, repository) >= WRITE
@@ -89,7 +121,9 @@ def readable_repositories(conn: sa.Connection, principal: Principal, names: list
     if not names:
         return []
     readable: set[str] = set()
-    if principal.kind == "user" and principal.id is not None:
+    if principal.kind == "robot" and principal.id is not None:
+        readable = _robot_readable(conn, principal.id, names)
+    elif principal.kind == "user" and principal.id is not None:
         row = conn.execute(
             sa.select(users.c.name, users.c.is_admin).where(users.c.id == principal.id, users.c.disabled.is_(False))
         ).first()
@@ -108,6 +142,26 @@ def readable_repositories(conn: sa.Connection, principal: Principal, names: list
             readable = {n for n in names if n in repos or namespace_of(n) in spaces}
     readable |= _public_among(conn, (n for n in names if n not in readable))
     return [n for n in names if n in readable]
+
+
+def _robot_readable(conn: sa.Connection, robot_id: int, names: list[str]) -> set[str]:
+    """The members of ``names`` a robot's own grants let it read (inside its organization)."""
+    q = (
+        sa.select(organizations.c.name, grants.c.namespace, grants.c.repository)
+        .select_from(robots.join(organizations))
+        .join(grants, sa.and_(grants.c.subject_type == "robot", grants.c.subject_id == robots.c.id))
+        .where(robots.c.id == robot_id, grants.c.level >= READ)
+    )
+    spaces: set[str] = set()
+    repos: set[str] = set()
+    for org, namespace, repository in conn.execute(q):
+        if namespace_of(namespace if namespace is not None else repository) != org:
+            continue
+        if namespace is not None:
+            spaces.add(namespace)
+        else:
+            repos.add(repository)
+    return {n for n in names if n in repos or namespace_of(n) in spaces}
 
 
 def _public_among(conn: sa.Connection, names: Iterable[str]) -> set[str]:

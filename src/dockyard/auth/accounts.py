@@ -1,5 +1,6 @@
 """Users, organizations, teams, grants and repository visibility: the write side of the
-account model. Like ``meta.store``, every function takes a Connection inside a transaction.
+account model (robot accounts and access tokens are in ``credentials``; robots' grants are
+here). Like ``meta.store``, every function takes a Connection inside a transaction.
 
 Bad input (an unknown user, a name already taken, a malformed name) raises ``AccountError``
 with a message fit to show an operator as is. The permission evaluation (``repository_level``
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from dockyard.auth import passwords
 from dockyard.auth.access import can_create, namespace_of, readable_repositories, repository_level
 from dockyard.auth.permissions import LEVEL_NAMES, LEVELS, Principal
-from dockyard.meta.tables import grants, organizations, repositories, team_members, teams, users
+from dockyard.meta.tables import grants, organizations, repositories, robots, team_members, teams, users
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import validate_name
 
@@ -45,6 +46,8 @@ __all__ = [
     "remove_user",
     "repository_level",
     "revoke",
+    "robot_id",
+    "split_robot_name",
     "set_disabled",
     "set_password",
     "set_visibility",
@@ -56,7 +59,10 @@ __all__ = [
 _NAME_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 MAX_NAME_LENGTH = 64
 ADMIN_USER = "admin"
-SUBJECT_TYPES = ("user", "team")
+SUBJECT_TYPES = ("user", "team", "robot")
+# A robot's full name is ``org+name``: '+' is not allowed in account names, so it can never be
+# mistaken for a user's, and docker accepts it as a login name.
+ROBOT_SEPARATOR = "+"
 
 
 class AccountError(ValueError):
@@ -74,8 +80,8 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    subject_type: str  # "user" | "team"
-    subject: str  # a user name, or "org/team"
+    subject_type: str  # "user" | "team" | "robot"
+    subject: str  # a user name, "org/team", or "org+robot"
     namespace: str | None
     repository: str | None
     level: int
@@ -190,8 +196,18 @@ def authenticate_password(conn: sa.Connection, name: str, password: str) -> Prin
 
 def principal_by_id(conn: sa.Connection, kind: str, principal_id: int | None) -> Principal | None:
     """The account behind a token as it is now (for a refresh): None when it was removed or
-    disabled since. Robots are not modelled yet, so any other kind gives None."""
-    if kind != "user" or principal_id is None:
+    disabled since, or for any other kind (anonymous)."""
+    if principal_id is None:
+        return None
+    if kind == "robot":
+        q = (
+            sa.select(organizations.c.name, robots.c.name)
+            .select_from(robots.join(organizations))
+            .where(robots.c.id == principal_id)
+        )
+        found = conn.execute(q).first()
+        return Principal("robot", principal_id, f"{found[0]}{ROBOT_SEPARATOR}{found[1]}") if found else None
+    if kind != "user":
         return None
     row = conn.execute(
         sa.select(users.c.id, users.c.name, users.c.is_admin).where(
@@ -242,6 +258,25 @@ def _team_id(conn: sa.Connection, org: str, team: str) -> int:
     if team_id is None:
         raise AccountError(f"no team {team!r} in organization {org!r}")
     return team_id
+
+
+def split_robot_name(fullname: str) -> tuple[str, str]:
+    """``org+name`` -> (org, name); AccountError when it is not shaped like a robot's name."""
+    org, sep, name = fullname.partition(ROBOT_SEPARATOR) if isinstance(fullname, str) else ("", "", "")
+    if not sep or not org or not name:
+        raise AccountError(f"a robot is named as organization{ROBOT_SEPARATOR}name, not {fullname!r}")
+    return org, name
+
+
+def robot_id(conn: sa.Connection, fullname: str) -> int:
+    org, name = split_robot_name(fullname)
+    org_id = _org_id(conn, org)
+    found = conn.execute(
+        sa.select(robots.c.id).where(robots.c.organization_id == org_id, robots.c.name == name)
+    ).scalar()
+    if found is None:
+        raise AccountError(f"no robot {name!r} in organization {org!r}")
+    return found
 
 
 def create_team(conn: sa.Connection, org: str, team: str) -> int:
@@ -297,7 +332,9 @@ def _subject_id(conn: sa.Connection, subject_type: str, subject_name: str) -> in
         if not sep:
             raise AccountError(f"a team is named as organization/team, not {subject_name!r}")
         return _team_id(conn, org, team)
-    raise AccountError(f"a grant is given to a 'user' or a 'team', not {subject_type!r}")
+    if subject_type == "robot":
+        return robot_id(conn, subject_name)
+    raise AccountError(f"a grant is given to a 'user', a 'team' or a 'robot', not {subject_type!r}")
 
 
 def _target(namespace: str | None, repository: str | None) -> sa.ColumnElement[bool]:
@@ -323,16 +360,23 @@ def grant(
     namespace: str | None = None,
     repository: str | None = None,
 ) -> None:
-    """Give a user or a team (``"org/team"``) a level on one repository or a whole namespace.
+    """Give a user, a team (``"org/team"``) or a robot (``"org+robot"``) a level on one
+    repository or a whole namespace.
 
     Granting again replaces the previous level (so a grant can be lowered as well as raised).
     The repository or namespace need not exist yet: access can be set up before the first push.
+    A robot can only be given access inside its own organization: it is the organization's
+    credential, and whoever manages the organization should not be able to reach beyond it.
     """
     level = LEVELS.get(level_name.lower() if isinstance(level_name, str) else level_name)
     if level is None:
         raise AccountError(f"unknown level {level_name!r}: use one of {', '.join(LEVELS)}")
     where = _target(namespace, repository)
     subject_id = _subject_id(conn, subject_type, subject_name)
+    if subject_type == "robot":
+        org = split_robot_name(subject_name)[0]
+        if namespace_of(namespace if namespace is not None else str(repository)) != org:
+            raise AccountError(f"robot {subject_name!r} can only be given access inside organization {org!r}")
     mine = sa.and_(grants.c.subject_type == subject_type, grants.c.subject_id == subject_id, where)
     if conn.execute(sa.update(grants).where(mine).values(level=level)).rowcount == 0:
         conn.execute(

@@ -1,4 +1,5 @@
-"""``dockyard user|org|team|repo``: manage accounts and access on the registry's own database.
+"""``dockyard user|org|team|repo|token|robot``: manage accounts, credentials and access on the
+registry's own database.
 
 Each command opens the database of the configured data folder, migrates it (so it works before
 the first ``serve``), runs one transaction and closes it. ``--data-dir`` and ``--config`` are
@@ -9,13 +10,15 @@ through ``config.load`` as for ``serve``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
 from dockyard import config
-from dockyard.auth import accounts
+from dockyard.auth import accounts, credentials
 from dockyard.auth.permissions import LEVELS
 from dockyard.meta.db import Database
 
@@ -311,3 +314,145 @@ def repo_visibility(name: str, visibility: str) -> None:
     """Make repository NAME public (anyone may pull, anonymous included) or private."""
     _run(accounts.set_visibility, name, visibility == "public")
     click.echo(f"{name} is now {visibility}")
+
+
+# -- personal access tokens ------------------------------------------------------------------
+
+
+def _when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+@click.group()
+@_location
+def token() -> None:
+    """Manage personal access tokens: a user's extra passwords for scripts and CI, each with a
+    scope, an optional expiry, and revocable alone."""
+
+
+@token.command("create")
+@_location
+@click.argument("user_name", metavar="USER")
+@click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice(list(credentials.SCOPES)),
+    default="read",
+    show_default=True,
+    help="What the token may do: pull; pull and push; or all the user may do",
+)
+@click.option("--expires-days", type=click.IntRange(min=1), help="Expire after this many days [default: never]")
+def token_create(user_name: str, name: str, scope: str, expires_days: int | None) -> None:
+    """Create token NAME for USER and print its secret, once.
+
+    The secret is the only thing on standard output, so a script can capture it; use it as the
+    password with USER as the login name (docker login -u USER --password-stdin).
+    """
+    _token_id, secret = _run(credentials.create_token, user_name, name, scope, expires_days)
+    expiry = f", expires {_when(time.time() + expires_days * 86400)}" if expires_days else ""
+    click.echo(f"created token {name} for {user_name} ({scope}{expiry}); the secret is shown once:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@_location
+@click.argument("user_name", metavar="USER")
+def token_list(user_name: str) -> None:
+    """List USER's tokens: name, scope, state, created, expires, last used (UTC)."""
+    now = time.time()
+    for t in _run(credentials.list_tokens, user_name):
+        click.echo(
+            "\t".join((t.name, t.scope, t.state(now), _when(t.created_at), _when(t.expires_at), _when(t.last_used_at)))
+        )
+
+
+@token.command("revoke")
+@_location
+@click.argument("user_name", metavar="USER")
+@click.argument("name")
+def token_revoke(user_name: str, name: str) -> None:
+    """Revoke USER's token NAME: logins with it fail at once, tokens issued from it within seconds."""
+    _run(credentials.revoke_token, user_name, name)
+    click.echo(f"revoked token {name} of {user_name}")
+
+
+# -- robot accounts ------------------------------------------------------------------------
+
+
+def _robot(org_name: str, name: str) -> str:
+    return f"{org_name}{accounts.ROBOT_SEPARATOR}{name}"
+
+
+@click.group()
+@_location
+def robot() -> None:
+    """Manage robot accounts: an organization's own logins (ORG+NAME) for automation, holding
+    only the grants given to them, inside their organization."""
+
+
+@robot.command("create")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name")
+def robot_create(org_name: str, name: str) -> None:
+    """Create robot ORG+NAME and print its login name and secret (one per line), once.
+
+    It can do nothing until granted access with 'dockyard robot grant'.
+    """
+    fullname, secret = _run(credentials.create_robot, org_name, name)
+    click.echo(f"created robot {fullname}; the secret is shown once:", err=True)
+    click.echo(fullname)
+    click.echo(secret)
+
+
+@robot.command("list")
+@_location
+@click.argument("org_name", metavar="ORG")
+def robot_list(org_name: str) -> None:
+    """List the robots of ORG with when they were created (UTC)."""
+    for r in _run(credentials.list_robots, org_name):
+        click.echo(f"{r.fullname}\t{_when(r.created_at)}")
+
+
+@robot.command("remove")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name")
+def robot_remove(org_name: str, name: str) -> None:
+    """Remove robot ORG+NAME and its grants; its tokens stop working within seconds."""
+    _run(credentials.remove_robot, org_name, name)
+    click.echo(f"removed robot {_robot(org_name, name)}")
+
+
+@robot.command("grant")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name")
+@_level
+@_repository
+@_namespace
+def robot_grant(org_name: str, name: str, level: str, repository: str | None, namespace: str | None) -> None:
+    """Give robot ORG+NAME the LEVEL on a repository or namespace of ORG (replacing an earlier grant there)."""
+    _run(accounts.grant, "robot", _robot(org_name, name), level, namespace, repository)
+    click.echo(f"granted {level.lower()} on {_target(repository, namespace)} to robot {_robot(org_name, name)}")
+
+
+@robot.command("revoke")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name")
+@_repository
+@_namespace
+def robot_revoke(org_name: str, name: str, repository: str | None, namespace: str | None) -> None:
+    """Take back robot ORG+NAME's grant on a repository or a namespace."""
+    _run(accounts.revoke, "robot", _robot(org_name, name), namespace, repository)
+    click.echo(f"revoked robot {_robot(org_name, name)}'s grant on {_target(repository, namespace)}")
+
+
+@robot.command("grants")
+@_location
+@click.argument("org_name", metavar="ORG")
+@click.argument("name")
+def robot_grants(org_name: str, name: str) -> None:
+    """List the grants of robot ORG+NAME."""
+    _print_grants(_run(accounts.list_grants, "robot", _robot(org_name, name)))

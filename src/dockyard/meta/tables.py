@@ -143,7 +143,7 @@ grants = sa.Table(
     "grants",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("subject_type", sa.String(16), nullable=False),  # 'user' | 'team'
+    sa.Column("subject_type", sa.String(16), nullable=False),  # 'user' | 'team' | 'robot'
     sa.Column("subject_id", sa.Integer, nullable=False),
     sa.Column("namespace", sa.String(255), nullable=True),
     sa.Column("repository", sa.String(255), nullable=True),
@@ -162,4 +162,53 @@ grants = sa.Table(
         )
         for target in ("namespace", "repository")
     ),
+)
+
+
+# -- credentials other than passwords (see dockyard.auth.credentials) --------------------------
+# Ids appear in the JWTs issued from a credential ("pat:12", "robot:3") and are checked on use,
+# so they must never be handed out twice: AUTOINCREMENT on SQLite (a plain INTEGER PRIMARY KEY
+# reuses the id of the last row once it is deleted), a sequence elsewhere.
+
+# Personal access tokens: a user's extra passwords for scripts and CI, each with a scope that caps
+# what it may do. Revoking keeps the row (listing shows it) and frees the name for a new token.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # SHA-256 hex; see credentials.py for why
+    sa.Column("scope", sa.String(16), nullable=False),  # 'read' | 'read-write' | 'admin'
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.CheckConstraint("scope IN ('read', 'read-write', 'admin')", name="ck_access_tokens_scope"),
+    sa.Index(
+        "uq_access_tokens_user_name",
+        "user_id",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("revoked_at IS NULL"),
+        postgresql_where=sa.text("revoked_at IS NULL"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+# Robot accounts: an organization's non-human logins (``org+name``, as on Quay). They hold only
+# their own grants (grants.subject_type 'robot'), and only on their organization's repositories.
+# Removing a robot deletes the row and its grants.
+robots = sa.Table(
+    "robots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "organization_id", sa.Integer, sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("organization_id", "name", name="uq_robots_organization_name"),
+    sqlite_autoincrement=True,
 )
