@@ -110,9 +110,9 @@ def trust(data_dir: str | None, config_file: str | None, host: str | None, port:
 
 
 def _register_admin_commands() -> None:
-    from dockyard.auth.cli import org, repo, robot, team, token, user
+    from dockyard.auth.cli import audit, org, repo, robot, team, token, user
 
-    for group in (user, org, team, repo, token, robot):
+    for group in (user, org, team, repo, token, robot, audit):
         main.add_command(group)
 
 

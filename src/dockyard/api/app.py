@@ -13,7 +13,8 @@ from dockyard.api import auth as auth_api
 from dockyard.api import base, blobs, listing, manifests, uploads
 from dockyard.api.errors import errors_middleware
 from dockyard.api.lifecycle import InFlight
-from dockyard.api.state import AUTH, INFLIGHT, REGISTRY
+from dockyard.api.state import AUDIT, AUTH, INFLIGHT, REGISTRY
+from dockyard.auth.audit import AuditLog
 from dockyard.config import Settings
 from dockyard.meta.db import Database
 from dockyard.registry.service import Registry
@@ -43,15 +44,24 @@ def create_app(settings: Settings) -> web.Application:
     if settings.auth == "token":
         app[AUTH] = _auth_service(settings, db)
         auth_api.setup(app)
+        from dockyard.api import admin  # imported only with accounts, like _auth_service's modules
+
+        admin.setup(app)
     app[REGISTRY] = Registry(db, storage, pool)
     app[INFLIGHT] = inflight
+    audit_log = app[AUDIT] = AuditLog(db)
     app.on_response_prepare.append(_api_version_header)
     app.on_response_prepare.append(inflight.on_prepare)
 
+    async def start(_app: web.Application) -> None:
+        audit_log.start()
+
     async def close(_app: web.Application) -> None:
+        await audit_log.stop()
         pool.shutdown(wait=True)
         db.close()
 
+    app.on_startup.append(start)
     app.on_cleanup.append(close)
     # The router tries routes in order: the pull path (manifests, blobs) goes first. The patterns
     # cannot shadow each other, since a digest or an upload id never contains a slash.

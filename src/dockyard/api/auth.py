@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from dockyard.api.auditing import audit
 from dockyard.api.errors import Handler
 from dockyard.api.state import AUTH
 from dockyard.auth.permissions import ANONYMOUS, Principal
@@ -99,6 +100,14 @@ async def authorization_middleware(request: web.Request, handler: Handler) -> we
     if claims.token_id is not None and not await auth.credential_active(claims.token_id):
         raise _challenge(request, scope, "invalid_token")
     if action and name and not claims.allows("repository", name, action):
+        audit(
+            request,
+            "denied",
+            name,
+            detail=f"{request.method} {request.path}",
+            actor=claims.principal.name,
+            outcome="denied",
+        )
         raise _challenge(request, scope, "insufficient_scope")
     request["claims"] = claims
     return await handler(request)
@@ -107,10 +116,14 @@ async def authorization_middleware(request: web.Request, handler: Handler) -> we
 # -- the token endpoint -----------------------------------------------------------------------
 
 
+_TOKEN_ERROR_CODES = {401: "UNAUTHORIZED", 429: "TOOMANYREQUESTS"}
+
+
 def _token_error(status: int, message: str, basic: bool = False) -> web.Response:
     headers = {"WWW-Authenticate": 'Basic realm="dockyard"'} if basic else {}
+    code = _TOKEN_ERROR_CODES.get(status, "DENIED")
     return web.json_response(
-        {"errors": [{"code": "UNAUTHORIZED" if status == 401 else "DENIED", "message": message, "detail": None}]},
+        {"errors": [{"code": code, "message": message, "detail": None}]},
         status=status,
         headers=headers,
     )
@@ -154,7 +167,37 @@ async def _respond(
     }
     if offline and not principal.anonymous:
         body["refresh_token"] = auth.tokens.issue_refresh(principal, token_id)
+    requested = " ".join(f"{a.type}:{a.name}:{','.join(sorted(a.actions))}" for a in scopes)
+    held = {(g.type, g.name): g.actions for g in granted}
+    full = all(s.actions <= held.get((s.type, s.name), frozenset()) for s in scopes)
+    if scopes or not principal.anonymous:
+        audit(
+            request,
+            "token",
+            outcome="ok" if full else "denied",
+            detail=f"requested {requested or '-'}; granted {body['scope'] or '-'}",
+            actor=principal.name,
+        )
     return web.json_response(body)
+
+
+async def _login(request: web.Request, name: str, password: str) -> tuple[Principal, str | None] | web.Response:
+    """Check credentials, with brute-force protection: a client with too many recent failures
+    gets 429 and Retry-After before its password is even looked at."""
+    auth = request.app[AUTH]
+    client = request.remote or ""
+    wait = auth.throttle.retry_after(client)
+    if wait is not None:
+        audit(request, "login", outcome="denied", detail="too many failed logins", actor=name)
+        response = _token_error(429, "too many failed logins; try again later")
+        response.headers["Retry-After"] = str(wait)
+        return response
+    found = await auth.login(name, password)
+    if found is None:
+        auth.throttle.failed(client)
+        audit(request, "login", outcome="failed", actor=name)
+        return _token_error(401, "incorrect username or password", basic=True)
+    return found
 
 
 async def get_token(request: web.Request) -> web.Response:
@@ -168,9 +211,9 @@ async def get_token(request: web.Request) -> web.Response:
         return _token_error(400, str(exc))
     principal, token_id = ANONYMOUS, None
     if credentials is not None:
-        found = await auth.login(*credentials)
-        if found is None:
-            return _token_error(401, "incorrect username or password", basic=True)
+        found = await _login(request, *credentials)
+        if isinstance(found, web.Response):
+            return found
         principal, token_id = found
     offline = request.query.get("offline_token", "").lower() == "true"
     return await _respond(request, principal, _scopes(request.query.getall("scope", [])), offline, token_id)
@@ -190,9 +233,9 @@ async def post_token(request: web.Request) -> web.Response:
     grant_type = form.get("grant_type")
     scopes = _scopes([str(v) for v in form.getall("scope", [])])
     if grant_type == "password":
-        found = await auth.login(str(form.get("username", "")), str(form.get("password", "")))
-        if found is None:
-            return _token_error(401, "incorrect username or password")
+        found = await _login(request, str(form.get("username", "")), str(form.get("password", "")))
+        if isinstance(found, web.Response):
+            return found
         principal, token_id = found
         return await _respond(request, principal, scopes, offline=True, token_id=token_id)
     if grant_type == "refresh_token":

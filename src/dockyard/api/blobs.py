@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from dockyard.api.auditing import audit
 from dockyard.api.auth import claims_of
 from dockyard.api.http import parse_range
 from dockyard.api.state import AUTH, registry_of
@@ -87,6 +88,7 @@ async def _link_readable_copy(request: web.Request, name: str, digest: str) -> b
 async def delete_blob(request: web.Request) -> web.Response:
     name = validate_name(request.match_info["name"])
     await registry_of(request).delete_blob(name, request.match_info["digest"])
+    audit(request, "delete", name, request.match_info["digest"])
     return web.Response(status=202, headers={"Content-Length": "0"})
 
 

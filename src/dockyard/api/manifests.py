@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dockyard.api.auditing import audit
 from dockyard.api.http import read_limited
 from dockyard.api.state import registry_of
 from dockyard.registry.manifests import MAX_MANIFEST_SIZE
@@ -21,7 +22,10 @@ def _accepted(request: web.Request) -> set[str] | None:
 
 async def get_manifest(request: web.Request) -> web.Response:
     name = validate_name(request.match_info["name"])
-    manifest = await registry_of(request).get_manifest(name, request.match_info["reference"], _accepted(request))
+    reference = request.match_info["reference"]
+    manifest = await registry_of(request).get_manifest(name, reference, _accepted(request))
+    if request.method == "GET":  # a pull, as Docker Hub counts them; HEADs are existence checks
+        audit(request, "pull", name, reference, detail=manifest.digest)
     return web.Response(
         body=manifest.content,
         headers={
@@ -39,6 +43,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     result = await registry_of(request).put_manifest(
         name, reference, content, request.headers.get("Content-Type", ""), request.query.getall("tag", [])
     )
+    audit(request, "push", name, reference, detail=result.digest)
     headers = {
         "Location": f"/v2/{name}/manifests/{result.digest}",
         "Docker-Content-Digest": result.digest,
@@ -52,6 +57,7 @@ async def put_manifest(request: web.Request) -> web.Response:
 async def delete_manifest(request: web.Request) -> web.Response:
     name = validate_name(request.match_info["name"])
     await registry_of(request).delete_manifest(name, request.match_info["reference"])
+    audit(request, "delete", name, request.match_info["reference"])
     return web.Response(status=202, headers={"Content-Length": "0"})
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from dockyard.api.lifecycle import InFlight
+from dockyard.auth.audit import AuditLog
 from dockyard.registry.service import Registry
 
 if TYPE_CHECKING:  # only built when access control is on; see api.app
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # only built when access control is on; see api.app
 
 REGISTRY = web.AppKey("registry", Registry)
 INFLIGHT = web.AppKey("inflight", InFlight)
+AUDIT = web.AppKey("audit", AuditLog)
 AUTH: web.AppKey[AuthService] = web.AppKey("auth")
 
 

@@ -10,6 +10,7 @@ through ``config.load`` as for ``serve``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import click
 
 from dockyard import config
 from dockyard.auth import accounts, credentials
+from dockyard.auth import audit as audit_log
 from dockyard.auth.permissions import LEVELS
 from dockyard.meta.db import Database
 
@@ -456,3 +458,66 @@ def robot_revoke(org_name: str, name: str, repository: str | None, namespace: st
 def robot_grants(org_name: str, name: str) -> None:
     """List the grants of robot ORG+NAME."""
     _print_grants(_run(accounts.list_grants, "robot", _robot(org_name, name)))
+
+
+# -- the audit log ------------------------------------------------------------------------------
+
+
+def _since(value: str | None) -> float | None:
+    """``--since 2h`` / ``30m`` / ``7d`` / ``45s``, or an ISO date-time."""
+    if not value:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return time.time() - int(value[:-1]) * units[value[-1]]
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use e.g. 30m, 2h, 7d or an ISO date-time", param_hint="--since") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+@click.command("audit")
+@_location
+@click.option("--actor", help="Only events by this user or robot ('' for anonymous)")
+@click.option("--repository", "-r", help="Only events on this repository")
+@click.option("--action", type=click.Choice(list(audit_log.ACTIONS)), help="Only this kind of event")
+@click.option("--outcome", type=click.Choice(["ok", "denied", "failed"]), help="Only this outcome")
+@click.option("--since", help="Only events newer than this: 30m, 2h, 7d or an ISO date-time")
+@click.option("--before-id", type=int, help="Page: only events older than this id")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
+def audit(
+    actor: str | None,
+    repository: str | None,
+    action: str | None,
+    outcome: str | None,
+    since: str | None,
+    before_id: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Show the audit log, newest first: logins, token grants and denials, pushes, pulls, deletes."""
+    rows = _run(
+        lambda conn: audit_log.query(
+            conn,
+            actor=actor,
+            repository=repository,
+            action=action,
+            outcome=outcome,
+            since=_since(since),
+            before_id=before_id,
+            limit=limit,
+        )
+    )
+    for row in rows:
+        event = dict(row._mapping)
+        if as_json:
+            click.echo(json.dumps(event))
+            continue
+        when = datetime.fromtimestamp(event["at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        target = ":".join(x for x in (event["repository"], event["reference"]) if x) or "-"
+        click.echo(
+            f"{event['id']}\t{when}\t{event['action']}\t{event['outcome']}\t{event['actor'] or '(anonymous)'}"
+            f"\t{event['client']}\t{target}\t{event['detail'] or ''}"
+        )

@@ -18,6 +18,7 @@ import time
 
 from dockyard.auth import accounts, credentials
 from dockyard.auth.permissions import ADMIN, NONE, Principal, allowed_actions
+from dockyard.auth.throttle import LoginThrottle
 from dockyard.auth.tokens import Access, TokenService
 from dockyard.meta.db import Database
 from dockyard.registry.errors import RegistryError
@@ -34,6 +35,7 @@ class AuthService:
     def __init__(self, db: Database, tokens: TokenService) -> None:
         self.db = db
         self.tokens = tokens
+        self.throttle = LoginThrottle()
         # credential id -> (when the answer goes stale, the lookup). Requests that arrive while a
         # lookup runs share it, so a burst of requests with one token makes one query.
         self._checks: dict[str, tuple[float, asyncio.Future[bool]]] = {}

@@ -212,3 +212,21 @@ robots = sa.Table(
     sa.UniqueConstraint("organization_id", "name", name="uq_robots_organization_name"),
     sqlite_autoincrement=True,
 )
+
+# The audit log (auth.audit): logins, token grants and denials, pushes, pulls and deletes.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(160), nullable=False),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("repository", sa.String(255), nullable=True),
+    sa.Column("reference", sa.String(160), nullable=True),
+    sa.Column("outcome", sa.String(8), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_audit_events_at", "at"),
+    sa.Index("ix_audit_events_actor", "actor", "id"),
+    sa.Index("ix_audit_events_repository", "repository", "id"),
+)
