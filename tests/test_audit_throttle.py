@@ -100,3 +100,24 @@ def test_repeated_failed_logins_get_429_with_retry_after(server: RegistryServer)
     assert _token(server, None, None, []).status_code == 200
     locked = _events(server, "--action", "login", "--outcome", "denied")
     assert locked and locked[0]["detail"] == "too many failed logins"
+
+
+def test_audit_json_api_for_site_admins(server: RegistryServer):
+    name = f"alice/{repo('api')}"
+    token = _token(server, "alice", "alice-pw-123", [f"repository:{name}:pull,push"]).json()["token"]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        push_image(c, name, "v1")
+        push_image(c, name, "v2")
+    _events(server, "--action", "push", "--repository", name, want=2)
+    url = f"{server.url}/api/v1/audit"
+    r = httpx.get(url, params={"repository": name, "action": "push", "limit": 1}, auth=("admin", ADMIN_PASSWORD))
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [e["reference"] for e in page["events"]] == ["v2"] and page["events"][0]["actor"] == "alice"
+    r = httpx.get(url, params={"repository": name, "action": "push", "before_id": page["next_before_id"]},
+                  auth=("admin", ADMIN_PASSWORD))
+    assert [e["reference"] for e in r.json()["events"]] == ["v1"]
+    assert httpx.get(url, auth=("alice", "alice-pw-123")).status_code == 403
+    assert httpx.get(url).status_code == 401
+    for bad in ({"limit": "0"}, {"limit": "x"}, {"action": "dance"}, {"since": "nan"}):
+        assert httpx.get(url, params=bad, auth=("admin", ADMIN_PASSWORD)).status_code == 400, bad

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.api.admin import grants, me, openapi, orgs, users
+from dockyard.api.admin import audit, grants, me, openapi, orgs, users
 from dockyard.api.admin.common import json_errors
 
 PREFIX = "/api/v1"
-ROUTES = [*openapi.ROUTES, *me.ROUTES, *users.ROUTES, *orgs.ROUTES, *grants.ROUTES]
+ROUTES = [*openapi.ROUTES, *me.ROUTES, *users.ROUTES, *orgs.ROUTES, *grants.ROUTES, *audit.ROUTES]
 
 
 def create() -> web.Application:

@@ -1,0 +1,62 @@
+"""``/api/v1/audit``: the audit log for site administrators, newest first, filtered and paged
+like ``dockyard audit`` (keyset pagination with ``before_id``: stable while events arrive)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.admin import body
+from dockyard.api.admin.common import bad_request, caller, db_of, require_site_admin, timestamp
+from dockyard.auth import audit as audit_log
+
+_OUTCOMES = ("ok", "denied", "failed")
+
+
+def _number(request: web.Request, key: str, minimum: float, maximum: float) -> float | None:
+    raw = body.query(request, key)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{key} must be a number") from None
+    if not minimum <= value <= maximum:
+        raise bad_request(f"{key} must be between {minimum:g} and {maximum:g}")
+    return value
+
+
+def _event_json(row: Any) -> dict[str, Any]:
+    event = dict(row._mapping)
+    return {**event, "at": timestamp(event["at"])}
+
+
+async def list_events(request: web.Request) -> web.Response:
+    require_site_admin(await caller(request))
+    action = body.query(request, "action")
+    if action is not None and action not in audit_log.ACTIONS:
+        raise bad_request(f"action must be one of {', '.join(audit_log.ACTIONS)}")
+    outcome = body.query(request, "outcome")
+    if outcome is not None and outcome not in _OUTCOMES:
+        raise bad_request(f"outcome must be one of {', '.join(_OUTCOMES)}")
+    limit = _number(request, "limit", 1, 1000)
+    before = _number(request, "before_id", 1, 2**62)
+    rows = await db_of(request).read(
+        lambda conn: audit_log.query(
+            conn,
+            actor=body.query(request, "actor"),
+            repository=body.query(request, "repository"),
+            action=action,
+            outcome=outcome,
+            since=_number(request, "since", 0, 1e11),
+            until=_number(request, "until", 0, 1e11),
+            before_id=int(before) if before is not None else None,
+            limit=int(limit) if limit is not None else 100,
+        )
+    )
+    events = [_event_json(r) for r in rows]
+    return web.json_response({"events": events, "next_before_id": events[-1]["id"] if events else None})
+
+
+ROUTES = [("GET", "/audit", list_events)]
