@@ -27,6 +27,18 @@ def _number(request: web.Request, key: str, minimum: float, maximum: float) -> f
     return value
 
 
+def _integer(request: web.Request, key: str, minimum: int, maximum: int) -> int | None:
+    raw = body.query(request, key)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 20:
+        raise bad_request(f"{key} must be an integer")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise bad_request(f"{key} must be between {minimum} and {maximum}")
+    return value
+
+
 def _event_json(row: Any) -> dict[str, Any]:
     event = dict(row._mapping)
     return {**event, "at": timestamp(event["at"])}
@@ -40,19 +52,23 @@ async def list_events(request: web.Request) -> web.Response:
     outcome = body.query(request, "outcome")
     if outcome is not None and outcome not in _OUTCOMES:
         raise bad_request(f"outcome must be one of {', '.join(_OUTCOMES)}")
-    limit = _number(request, "limit", 1, 1000)
-    before = _number(request, "before_id", 1, 2**62)
+    actor, repository = body.query(request, "actor"), body.query(request, "repository")
+    for key, value, longest in (("actor", actor, 160), ("repository", repository, 255)):
+        if value is not None and len(value) > longest:
+            raise bad_request(f"{key} is longer than {longest} characters")
+    limit = _integer(request, "limit", 1, 1000)
+    before = _integer(request, "before_id", 1, 2**62)
     rows = await db_of(request).read(
         lambda conn: audit_log.query(
             conn,
-            actor=body.query(request, "actor"),
-            repository=body.query(request, "repository"),
+            actor=actor,
+            repository=repository,
             action=action,
             outcome=outcome,
             since=_number(request, "since", 0, 1e11),
             until=_number(request, "until", 0, 1e11),
-            before_id=int(before) if before is not None else None,
-            limit=int(limit) if limit is not None else 100,
+            before_id=before,
+            limit=limit if limit is not None else 100,
         )
     )
     events = [_event_json(r) for r in rows]
