@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
+from dockyard.auth import passwords
+from dockyard.meta.db import Database
 from tests.server import RegistryServer
 
 
@@ -28,3 +32,22 @@ def fresh_registry(tmp_path) -> Iterator[RegistryServer]:
 def client(registry: RegistryServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=registry.url, timeout=60) as c:
         yield c
+
+
+# Cheap argon2 parameters for tests of the account model: the defaults cost ~0.3 s a hash.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(passwords, "_hasher", FAST_HASHER)
+    monkeypatch.setattr(passwords, "_dummy_hash", None)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite metadata database of the test's own."""
+    database = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
+    database.migrate()
+    yield database
+    database.close()

@@ -3,7 +3,6 @@ database, migrated the way ``serve`` migrates it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,32 +21,10 @@ from dockyard.auth.permissions import ADMIN, ANONYMOUS, DELETE, NONE, READ, WRIT
 from dockyard.meta import store
 from dockyard.meta.db import MIGRATIONS, Database, create_engine
 from dockyard.meta.tables import metadata, repositories, users
+from tests.accounts_helpers import add_user, level
+from tests.conftest import FAST_HASHER
 
-# Cheap argon2 parameters: the defaults cost ~0.3 s a hash, and these tests make dozens.
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", FAST)
-    monkeypatch.setattr(passwords, "_dummy_hash", None)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
-    database.migrate()
-    yield database
-    database.close()
-
-
-def _user(db: Database, name: str, password: str = "pw", is_admin: bool = False) -> Principal:
-    user_id = db.run_sync(accounts.add_user, name, password, is_admin)
-    return Principal("user", user_id, name, is_admin)
-
-
-def _level(db: Database, principal: Principal, repository: str) -> int:
-    return db.run_sync(accounts.repository_level, principal, repository)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 # -- passwords and login -------------------------------------------------------------------
@@ -55,15 +32,15 @@ def _level(db: Database, principal: Principal, repository: str) -> int:
 
 def test_passwords_are_stored_as_argon2id_with_the_default_parameters(db: Database, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(passwords, "_hasher", PasswordHasher())
-    alice = _user(db, "alice", "s3cret")
+    alice = add_user(db, "alice", "s3cret")
     stored = db.run_sync(lambda c: c.execute(sa.select(users.c.password_hash)).scalar_one())
     assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and "s3cret" not in stored
     assert db.run_sync(accounts.authenticate_password, "alice", "s3cret") == alice
 
 
 def test_authenticate_password(db: Database):
-    alice = _user(db, "alice", "right")
-    _user(db, "root", "pw", is_admin=True)
+    alice = add_user(db, "alice", "right")
+    add_user(db, "root", "pw", is_admin=True)
     assert db.run_sync(accounts.authenticate_password, "alice", "right") == Principal("user", alice.id, "alice", False)
     assert db.run_sync(accounts.authenticate_password, "root", "pw").is_admin
     assert db.run_sync(accounts.authenticate_password, "alice", "wrong") is None
@@ -80,8 +57,8 @@ def test_authenticate_password(db: Database):
 def test_every_failed_login_costs_one_hash_verification(db: Database, monkeypatch: pytest.MonkeyPatch):
     """Unknown names, wrong passwords and disabled users all pay for a verification, so the
     response time does not tell which user names exist."""
-    _user(db, "alice", "right")
-    _user(db, "bob", "right")
+    add_user(db, "alice", "right")
+    add_user(db, "bob", "right")
     db.run_sync(accounts.set_disabled, "bob", True)
     calls: list[str] = []
     real_verify = passwords.verify
@@ -98,19 +75,19 @@ def test_every_failed_login_costs_one_hash_verification(db: Database, monkeypatc
 
 
 def test_login_rehashes_a_hash_made_with_old_parameters(db: Database):
-    _user(db, "alice", "pw")
+    add_user(db, "alice", "pw")
     old = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash("pw")
     db.run_sync(lambda c: c.execute(sa.update(users).values(password_hash=old)))
     assert db.run_sync(accounts.authenticate_password, "alice", "wrong") is None
     assert db.run_sync(lambda c: c.execute(sa.select(users.c.password_hash)).scalar_one()) == old
     assert db.run_sync(accounts.authenticate_password, "alice", "pw") is not None
     new = db.run_sync(lambda c: c.execute(sa.select(users.c.password_hash)).scalar_one())
-    assert new != old and not FAST.check_needs_rehash(new)
+    assert new != old and not FAST_HASHER.check_needs_rehash(new)
     assert db.run_sync(accounts.authenticate_password, "alice", "pw") is not None
 
 
 def test_principal_by_id_reflects_the_account_as_it_is_now(db: Database):
-    alice = _user(db, "alice")
+    alice = add_user(db, "alice")
     assert db.run_sync(accounts.principal_by_id, "user", alice.id) == alice
     assert db.run_sync(accounts.principal_by_id, "robot", alice.id) is None
     assert db.run_sync(accounts.principal_by_id, "anonymous", None) is None
@@ -121,7 +98,7 @@ def test_principal_by_id_reflects_the_account_as_it_is_now(db: Database):
 
 
 def test_a_corrupt_stored_hash_fails_login_without_crashing(db: Database):
-    _user(db, "alice", "pw")
+    add_user(db, "alice", "pw")
     db.run_sync(lambda c: c.execute(sa.update(users).values(password_hash="not a hash")))
     assert db.run_sync(accounts.authenticate_password, "alice", "pw") is None
 
@@ -147,19 +124,19 @@ def test_ensure_admin_with_a_given_password(db: Database, given: str):
 
 
 def test_user_management(db: Database):
-    _user(db, "alice")
-    _user(db, "root", is_admin=True)
+    add_user(db, "alice")
+    add_user(db, "root", is_admin=True)
     db.run_sync(accounts.set_disabled, "alice", True)
     listed = [(u.name, u.is_admin, u.disabled) for u in db.run_sync(accounts.list_users)]
     assert listed == [("alice", False, True), ("root", True, False)]
     with pytest.raises(AccountError, match="taken by a user"):
-        _user(db, "alice")
+        add_user(db, "alice")
     with pytest.raises(AccountError, match="no user named 'zed'"):
         db.run_sync(accounts.set_password, "zed", "pw")
     with pytest.raises(AccountError, match="empty"):
         db.run_sync(accounts.set_password, "alice", "")
     with pytest.raises(AccountError, match="empty"):
-        _user(db, "bob", "")
+        add_user(db, "bob", "")
     db.run_sync(accounts.remove_user, "alice")
     assert [u.name for u in db.run_sync(accounts.list_users)] == ["root"]
     with pytest.raises(AccountError, match="no user"):
@@ -171,34 +148,34 @@ def test_user_management(db: Database):
 )
 def test_invalid_names_are_rejected(db: Database, name):
     with pytest.raises(AccountError, match="invalid user name"):
-        _user(db, name)
+        add_user(db, name)
     with pytest.raises(AccountError, match="invalid organization name"):
         db.run_sync(accounts.create_org, name)
 
 
 @pytest.mark.parametrize("name", ["a", "alice", "a.b", "a_b", "a__b", "a--b", "x1-2.3", "a" * 64])
 def test_valid_names(db: Database, name: str):
-    _user(db, name)
+    add_user(db, name)
 
 
 # -- organizations, teams, grants ----------------------------------------------------------
 
 
 def test_user_and_organization_names_share_one_namespace(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     db.run_sync(accounts.create_org, "acme")
     with pytest.raises(AccountError, match="taken by a user"):
         db.run_sync(accounts.create_org, "alice")
     with pytest.raises(AccountError, match="taken by an organization"):
-        _user(db, "acme")
+        add_user(db, "acme")
     with pytest.raises(AccountError, match="taken by an organization"):
         db.run_sync(accounts.create_org, "acme")
     assert db.run_sync(accounts.list_orgs) == ["acme"]
 
 
 def test_teams_and_members(db: Database):
-    _user(db, "alice")
-    _user(db, "bob")
+    add_user(db, "alice")
+    add_user(db, "bob")
     db.run_sync(accounts.create_org, "acme")
     db.run_sync(accounts.create_org, "other")
     db.run_sync(accounts.create_team, "acme", "devs")
@@ -225,7 +202,7 @@ def test_teams_and_members(db: Database):
 
 
 def test_grants(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     db.run_sync(accounts.create_org, "acme")
     db.run_sync(accounts.create_team, "acme", "devs")
     db.run_sync(accounts.grant, "user", "alice", "read", None, "acme/app")
@@ -261,7 +238,7 @@ def test_grants(db: Database):
 
 def test_grant_uniqueness_is_enforced_by_the_schema(db: Database):
     """The partial unique indexes catch what a plain UNIQUE with a NULL column would not."""
-    alice = _user(db, "alice")
+    alice = add_user(db, "alice")
     row = {"subject_type": "user", "subject_id": alice.id, "level": READ}
     from dockyard.meta.tables import grants
 
@@ -277,16 +254,16 @@ def test_grant_uniqueness_is_enforced_by_the_schema(db: Database):
 
 
 def test_removing_a_user_removes_their_memberships_and_grants(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     db.run_sync(accounts.create_org, "acme")
     db.run_sync(accounts.create_team, "acme", "devs")
     db.run_sync(accounts.add_member, "acme", "devs", "alice")
     db.run_sync(accounts.grant, "user", "alice", "write", "acme")
     db.run_sync(accounts.remove_user, "alice")
-    again = _user(db, "alice")
+    again = add_user(db, "alice")
     assert db.run_sync(accounts.list_grants, "user", "alice") == []
     assert db.run_sync(accounts.list_teams, "acme") == {"devs": []}
-    assert _level(db, again, "acme/app") == NONE
+    assert level(db, again, "acme/app") == NONE
 
 
 # -- the permission model ------------------------------------------------------------------
@@ -298,11 +275,11 @@ def world(db: Database) -> dict[str, Principal]:
     acme/app only; dave with nothing; repositories acme/app, acme/lib (private), acme/site
     (public), alice/tool (private)."""
     people = {
-        "root": _user(db, "root", is_admin=True),
-        "alice": _user(db, "alice"),
-        "bob": _user(db, "bob"),
-        "carol": _user(db, "carol"),
-        "dave": _user(db, "dave"),
+        "root": add_user(db, "root", is_admin=True),
+        "alice": add_user(db, "alice"),
+        "bob": add_user(db, "bob"),
+        "carol": add_user(db, "carol"),
+        "dave": add_user(db, "dave"),
     }
     db.run_sync(accounts.create_org, "acme")
     db.run_sync(accounts.create_team, "acme", "devs")
@@ -333,39 +310,39 @@ def test_repository_level(db: Database, world: dict[str, Principal]):
     }
     who = (root, alice, bob, carol, dave, ANONYMOUS, robot)
     for repository, levels in expected.items():
-        got = tuple(_level(db, p, repository) for p in who)
+        got = tuple(level(db, p, repository) for p in who)
         assert got == levels, repository
 
 
 def test_the_highest_grant_wins(db: Database, world: dict[str, Principal]):
     bob, carol = world["bob"], world["carol"]
     db.run_sync(accounts.grant, "user", "bob", "delete", None, "acme/app")
-    assert _level(db, bob, "acme/app") == DELETE
-    assert _level(db, bob, "acme/lib") == WRITE
+    assert level(db, bob, "acme/app") == DELETE
+    assert level(db, bob, "acme/lib") == WRITE
     db.run_sync(accounts.grant, "user", "carol", "write", None, "acme/site")
-    assert _level(db, carol, "acme/site") == WRITE  # a grant above the public READ
+    assert level(db, carol, "acme/site") == WRITE  # a grant above the public READ
     db.run_sync(accounts.create_team, "acme", "ops")
     db.run_sync(accounts.add_member, "acme", "ops", "bob")
     db.run_sync(accounts.grant, "team", "acme/ops", "admin", None, "acme/lib")
-    assert _level(db, bob, "acme/lib") == ADMIN
+    assert level(db, bob, "acme/lib") == ADMIN
     db.run_sync(accounts.remove_member, "acme", "devs", "bob")
-    assert _level(db, bob, "acme/app") == DELETE
-    assert _level(db, bob, "acme/other") == NONE
+    assert level(db, bob, "acme/app") == DELETE
+    assert level(db, bob, "acme/other") == NONE
 
 
 def test_the_database_not_the_principal_decides(db: Database, world: dict[str, Principal]):
     """Disabling a user, or removing them, takes effect at once, even with a token issued
     before; an ``is_admin`` claim the user row does not back gives nothing."""
     bob = world["bob"]
-    assert _level(db, Principal("user", bob.id, "bob", is_admin=True), "acme/app") == WRITE
+    assert level(db, Principal("user", bob.id, "bob", is_admin=True), "acme/app") == WRITE
     db.run_sync(accounts.set_disabled, "bob", True)
-    assert _level(db, bob, "acme/app") == NONE
-    assert _level(db, bob, "bob/x") == NONE
-    assert _level(db, bob, "acme/site") == READ  # what anybody gets
+    assert level(db, bob, "acme/app") == NONE
+    assert level(db, bob, "bob/x") == NONE
+    assert level(db, bob, "acme/site") == READ  # what anybody gets
     assert db.run_sync(accounts.readable_repositories, bob, ["acme/app", "acme/site"]) == ["acme/site"]
     db.run_sync(accounts.remove_user, "bob")
-    assert _level(db, bob, "acme/app") == NONE
-    assert _level(db, bob, "acme/site") == READ
+    assert level(db, bob, "acme/app") == NONE
+    assert level(db, bob, "acme/site") == READ
 
 
 def test_can_create(db: Database, world: dict[str, Principal]):
@@ -377,16 +354,16 @@ def test_can_create(db: Database, world: dict[str, Principal]):
     db.run_sync(store.ensure_repository, "dave/mine")  # what a push does
     assert db.run_sync(lambda c: c.execute(sa.select(repositories.c.visibility).where(
         repositories.c.name == "dave/mine")).scalar_one()) == "private"
-    assert _level(db, ANONYMOUS, "dave/mine") == NONE
+    assert level(db, ANONYMOUS, "dave/mine") == NONE
 
 
 def test_visibility(db: Database, world: dict[str, Principal]):
-    assert _level(db, ANONYMOUS, "acme/app") == NONE
+    assert level(db, ANONYMOUS, "acme/app") == NONE
     db.run_sync(accounts.set_visibility, "acme/app", True)
-    assert _level(db, ANONYMOUS, "acme/app") == READ
-    assert _level(db, world["dave"], "acme/app") == READ
+    assert level(db, ANONYMOUS, "acme/app") == READ
+    assert level(db, world["dave"], "acme/app") == READ
     db.run_sync(accounts.set_visibility, "acme/app", False)
-    assert _level(db, ANONYMOUS, "acme/app") == NONE
+    assert level(db, ANONYMOUS, "acme/app") == NONE
     with pytest.raises(AccountError, match="no repository named 'acme/none'"):
         db.run_sync(accounts.set_visibility, "acme/none", True)
 
@@ -454,7 +431,7 @@ def test_upgrading_from_0001_keeps_repositories_private(tmp_path: Path):
         rows = db.run_sync(lambda c: c.execute(sa.select(repositories.c.name, repositories.c.visibility)).all())
         assert sorted(rows) == [("old/one", "private"), ("old/two", "private")]
         assert db.run_sync(store.list_tags, "old/one", None, None) == ["v1"]
-        assert _level(db, ANONYMOUS, "old/one") == NONE
+        assert level(db, ANONYMOUS, "old/one") == NONE
         generated = db.run_sync(accounts.ensure_admin, None)
         assert db.run_sync(accounts.authenticate_password, "admin", generated).is_admin
     finally:
@@ -478,7 +455,7 @@ def test_downgrade_to_0001_and_back(tmp_path: Path):
             assert "visibility" not in {c["name"] for c in sa.inspect(conn).get_columns("repositories")}
         db.migrate()
         assert db.run_sync(store.list_tags, "keep/me", None, None) == ["v1"]
-        assert _level(db, ANONYMOUS, "keep/me") == NONE  # back to the default
+        assert level(db, ANONYMOUS, "keep/me") == NONE  # back to the default
     finally:
         db.close()
 
@@ -561,15 +538,15 @@ def test_cli_orgs_teams_grants_and_visibility(cli):
         assert "acme/app is now public" in cli(repo, "visibility", "acme/app", "public")
         bob = db.run_sync(accounts.authenticate_password, "bob", "pw")
         carol = db.run_sync(accounts.authenticate_password, "carol", "pw")
-        assert _level(db, bob, "acme/app") == WRITE
-        assert _level(db, carol, "acme/app") == READ
-        assert _level(db, ANONYMOUS, "acme/app") == READ
+        assert level(db, bob, "acme/app") == WRITE
+        assert level(db, carol, "acme/app") == READ
+        assert level(db, ANONYMOUS, "acme/app") == READ
         cli(user, "revoke", "carol", "-r", "acme/app")
         cli(team, "revoke", "acme", "devs", "-n", "acme")
         cli(team, "remove-member", "acme", "devs", "bob")
         cli(repo, "visibility", "acme/app", "private")
-        assert _level(db, bob, "acme/app") == NONE
-        assert _level(db, carol, "acme/app") == NONE
+        assert level(db, bob, "acme/app") == NONE
+        assert level(db, carol, "acme/app") == NONE
         assert "has no grant" in cli(user, "revoke", "carol", "-r", "acme/app", ok=False)
     finally:
         db.close()

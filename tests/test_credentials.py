@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from dockyard.auth import accounts, credentials, passwords
@@ -31,32 +30,11 @@ from dockyard.auth.tokens import Access, TokenService
 from dockyard.meta import store
 from dockyard.meta.db import MIGRATIONS, Database, create_engine
 from dockyard.meta.tables import access_tokens, grants, robots
+from tests.accounts_helpers import add_user, level
 from tests.oci import assert_error, push_image, repo
 from tests.server import RegistryServer
 
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(passwords, "_hasher", FAST)
-    monkeypatch.setattr(passwords, "_dummy_hash", None)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
-    database.migrate()
-    yield database
-    database.close()
-
-
-def _user(db: Database, name: str, password: str = "pw", is_admin: bool = False) -> Principal:
-    return Principal("user", db.run_sync(accounts.add_user, name, password, is_admin), name, is_admin)
-
-
-def _level(db: Database, principal: Principal, repository: str) -> int:
-    return db.run_sync(accounts.repository_level, principal, repository)
+pytestmark = pytest.mark.usefixtures("fast_hashing")
 
 
 def _set_expiry(db: Database, token_id: int, expires_at: float) -> None:
@@ -68,7 +46,7 @@ def _set_expiry(db: Database, token_id: int, expires_at: float) -> None:
 
 
 def test_a_token_secret_is_shown_once_and_stored_as_sha256(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     token_id, secret = db.run_sync(credentials.create_token, "alice", "ci", "read-write")
     assert secret.startswith(f"dyp_{token_id}_") and len(secret) > 40
     row = db.run_sync(lambda c: c.execute(sa.select(access_tokens)).one())
@@ -79,8 +57,8 @@ def test_a_token_secret_is_shown_once_and_stored_as_sha256(db: Database):
 
 
 def test_authenticate_with_a_token(db: Database):
-    alice = _user(db, "alice", is_admin=True)
-    _user(db, "bob")
+    alice = add_user(db, "alice", is_admin=True)
+    add_user(db, "bob")
     token_id, secret = db.run_sync(credentials.create_token, "alice", "ci", "read")
     assert db.run_sync(credentials.authenticate_secret, "alice", secret) == (alice, f"pat:{token_id}")
     assert db.run_sync(credentials.authenticate_secret, "bob", secret) is None  # another user's token
@@ -102,7 +80,7 @@ def test_authenticate_with_a_token(db: Database):
 
 
 def test_revoked_expired_or_disabled_tokens_do_not_log_in(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     ids = {}
     for name in ("revoked", "expired", "later"):
         ids[name] = db.run_sync(credentials.create_token, "alice", name, "read", 30)
@@ -122,7 +100,7 @@ def test_revoked_expired_or_disabled_tokens_do_not_log_in(db: Database):
 
 
 def test_last_used_is_recorded_to_the_minute(db: Database, monkeypatch: pytest.MonkeyPatch):
-    _user(db, "alice")
+    add_user(db, "alice")
     token_id, secret = db.run_sync(credentials.create_token, "alice", "ci")
     now = [1_000_000.0]
     monkeypatch.setattr(credentials.time, "time", lambda: now[0])
@@ -143,7 +121,7 @@ def test_last_used_is_recorded_to_the_minute(db: Database, monkeypatch: pytest.M
 
 
 def test_token_management(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     first, _ = db.run_sync(credentials.create_token, "alice", "ci", "admin", 7)
     with pytest.raises(AccountError, match="already has a token named 'ci'"):
         db.run_sync(credentials.create_token, "alice", "ci")
@@ -171,7 +149,7 @@ def test_token_management(db: Database):
 
 
 def test_the_schema_keeps_unrevoked_token_names_unique(db: Database):
-    alice = _user(db, "alice")
+    alice = add_user(db, "alice")
     row = {"user_id": alice.id, "name": "ci", "secret_hash": "x", "scope": "read", "created_at": 0.0}
     db.run_sync(lambda c: c.execute(sa.insert(access_tokens).values(**row, revoked_at=1.0)))
     db.run_sync(lambda c: c.execute(sa.insert(access_tokens).values(**row)))
@@ -182,19 +160,19 @@ def test_the_schema_keeps_unrevoked_token_names_unique(db: Database):
 
 
 def test_removing_a_user_removes_their_tokens_and_ids_are_never_reused(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     token_id, secret = db.run_sync(credentials.create_token, "alice", "ci")
     db.run_sync(accounts.remove_user, "alice")
     assert db.run_sync(lambda c: c.execute(sa.select(sa.func.count()).select_from(access_tokens)).scalar()) == 0
     assert not db.run_sync(credentials.credential_active, f"pat:{token_id}")
-    _user(db, "alice")
+    add_user(db, "alice")
     again, _ = db.run_sync(credentials.create_token, "alice", "ci")
     assert again > token_id  # an old JWT naming pat:<token_id> cannot match the new token
     assert db.run_sync(credentials.authenticate_secret, "alice", secret) is None
 
 
 def test_credential_cap_follows_the_scope(db: Database):
-    _user(db, "alice")
+    add_user(db, "alice")
     caps = {}
     for scope in ("read", "read-write", "admin"):
         token_id, _ = db.run_sync(credentials.create_token, "alice", scope, scope)
@@ -262,14 +240,14 @@ def test_robot_level(db: Database, acme: dict[str, Principal]):
         "acme/app/sub": (NONE, NONE),
     }
     for repository, levels in expected.items():
-        assert (_level(db, ci, repository), _level(db, idle, repository)) == levels, repository
+        assert (level(db, ci, repository), level(db, idle, repository)) == levels, repository
     db.run_sync(accounts.grant, "robot", "acme+idle", "delete", "acme")
-    assert _level(db, idle, "acme/lib") == DELETE and _level(db, idle, "acme/new") == DELETE
-    assert _level(db, idle, "acme/site") == DELETE
-    assert _level(db, Principal("robot", ci.id, "acme+ci", is_admin=True), "acme/lib") == NONE  # the row decides
+    assert level(db, idle, "acme/lib") == DELETE and level(db, idle, "acme/new") == DELETE
+    assert level(db, idle, "acme/site") == DELETE
+    assert level(db, Principal("robot", ci.id, "acme+ci", is_admin=True), "acme/lib") == NONE  # the row decides
     statements: list[str] = []
     sa.event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    _level(db, ci, "acme/app")
+    level(db, ci, "acme/app")
     assert len(statements) == 1
 
 
@@ -284,7 +262,7 @@ def test_robot_grants_stay_inside_the_organization(db: Database, acme: dict[str,
     found = db.run_sync(accounts.list_grants, "robot", "acme+ci")
     assert [(g.target, g.level_name) for g in found] == [("acme/app", "write"), ("other/*", "read")]
     db.run_sync(accounts.revoke, "robot", "acme+ci", None, "acme/app")
-    assert _level(db, acme["ci"], "acme/app") == NONE
+    assert level(db, acme["ci"], "acme/app") == NONE
 
 
 def test_robot_readable_repositories(db: Database, acme: dict[str, Principal]):
@@ -301,7 +279,7 @@ def test_removing_a_robot(db: Database, acme: dict[str, Principal]):
     db.run_sync(credentials.remove_robot, "acme", "ci")
     assert not db.run_sync(credentials.credential_active, f"robot:{ci.id}")
     assert db.run_sync(accounts.principal_by_id, "robot", ci.id) is None
-    assert _level(db, ci, "acme/app") == NONE and _level(db, ci, "acme/site") == READ
+    assert level(db, ci, "acme/app") == NONE and level(db, ci, "acme/site") == READ
     remaining = db.run_sync(lambda c: c.execute(sa.select(grants.c.subject_id).where(
         grants.c.subject_type == "robot")).scalars().all())
     assert ci.id not in remaining
@@ -309,7 +287,7 @@ def test_removing_a_robot(db: Database, acme: dict[str, Principal]):
         db.run_sync(credentials.remove_robot, "acme", "ci")
     fullname, secret = db.run_sync(credentials.create_robot, "acme", "ci")
     again, _ = db.run_sync(credentials.authenticate_secret, fullname, secret)
-    assert again.id > ci.id and _level(db, again, "acme/app") == NONE  # a new robot inherits nothing
+    assert again.id > ci.id and level(db, again, "acme/app") == NONE  # a new robot inherits nothing
 
 
 # -- the token service ----------------------------------------------------------------------
@@ -326,7 +304,7 @@ def _scope(name: str, actions: str = "pull,push,delete") -> Access:
 
 
 def test_login_tries_secrets_and_passwords(db: Database, monkeypatch: pytest.MonkeyPatch):
-    alice = _user(db, "alice", "dyp_1_looks-like-a-token")
+    alice = add_user(db, "alice", "dyp_1_looks-like-a-token")
     token_id, secret = db.run_sync(credentials.create_token, "alice", "ci")
     db.run_sync(accounts.create_org, "acme")
     fullname, robot_secret = db.run_sync(credentials.create_robot, "acme", "ci")
@@ -350,8 +328,8 @@ def test_login_tries_secrets_and_passwords(db: Database, monkeypatch: pytest.Mon
 
 
 def test_grant_caps_a_token_at_its_scope(db: Database):
-    alice = _user(db, "alice")
-    root = _user(db, "root", is_admin=True)
+    alice = add_user(db, "alice")
+    root = add_user(db, "root", is_admin=True)
     ids = {scope: db.run_sync(credentials.create_token, "alice", scope, scope)[0] for scope in credentials.SCOPES}
     root_read = db.run_sync(credentials.create_token, "root", "ro", "read")[0]
     auth = _service(db)
@@ -376,7 +354,7 @@ def test_grant_caps_a_token_at_its_scope(db: Database):
 
 
 def test_refresh_refuses_a_dead_credential(db: Database):
-    alice = _user(db, "alice")
+    alice = add_user(db, "alice")
     token_id, _ = db.run_sync(credentials.create_token, "alice", "ci")
     db.run_sync(accounts.create_org, "acme")
     fullname, secret = db.run_sync(credentials.create_robot, "acme", "ci")
@@ -397,7 +375,7 @@ def test_refresh_refuses_a_dead_credential(db: Database):
 
 
 def test_credential_checks_are_cached_briefly_and_shared(db: Database, monkeypatch: pytest.MonkeyPatch):
-    _user(db, "alice")
+    add_user(db, "alice")
     token_id, _ = db.run_sync(credentials.create_token, "alice", "ci")
     credential = f"pat:{token_id}"
     auth = _service(db)
@@ -466,7 +444,7 @@ def test_upgrade_from_0002_and_downgrade_back(tmp_path: Path):
     db = Database(url)
     try:
         db.migrate()
-        _user(db, "alice")
+        add_user(db, "alice")
         db.run_sync(accounts.create_org, "acme")
         db.run_sync(credentials.create_token, "alice", "ci")
         db.run_sync(credentials.create_robot, "acme", "ci")
@@ -546,7 +524,7 @@ def test_cli_robots(cli):
     db = Database(f"sqlite:///{cli.data / 'dockyard.db'}")
     try:
         principal, _ = db.run_sync(credentials.authenticate_secret, fullname, secret)
-        assert _level(db, principal, "acme/app") == WRITE and _level(db, principal, "acme/lib") == NONE
+        assert level(db, principal, "acme/app") == WRITE and level(db, principal, "acme/lib") == NONE
         assert "removed robot acme+ci" in cli(robot, "remove", "acme", "ci").stdout
         assert db.run_sync(credentials.authenticate_secret, fullname, secret) is None
     finally:

@@ -86,7 +86,7 @@ class TokenService:
     def _sign(self, payload: dict[str, Any]) -> str:
         return jwt.encode(payload, self._key, algorithm="ES256", headers={"kid": self.key_id})
 
-    def issue_access(self, principal: Principal, access: list[Access], token_id: str | None = None) -> tuple[str, int]:
+    def _issue(self, principal: Principal, ttl: int, token_id: str | None, **claims: Any) -> str:
         now = int(time.time())
         payload = {
             "iss": ISSUER,
@@ -94,26 +94,19 @@ class TokenService:
             "aud": self.service,
             "iat": now,
             "nbf": now - _LEEWAY,
-            "exp": now + ACCESS_TTL,
+            "exp": now + ttl,
             "jti": secrets.token_hex(12),
-            "access": [a.as_claim() for a in access],
             "dky": {"kind": principal.kind, "id": principal.id, "admin": principal.is_admin, "tok": token_id},
-        }
-        return self._sign(payload), ACCESS_TTL
-
-    def issue_refresh(self, principal: Principal, token_id: str | None = None) -> str:
-        now = int(time.time())
-        payload = {
-            "iss": ISSUER,
-            "sub": principal.name,
-            "aud": self.service,
-            "iat": now,
-            "exp": now + REFRESH_TTL,
-            "jti": secrets.token_hex(12),
-            "typ": "refresh",
-            "dky": {"kind": principal.kind, "id": principal.id, "tok": token_id},
+            **claims,
         }
         return self._sign(payload)
+
+    def issue_access(self, principal: Principal, access: list[Access], token_id: str | None = None) -> tuple[str, int]:
+        return self._issue(principal, ACCESS_TTL, token_id, access=[a.as_claim() for a in access]), ACCESS_TTL
+
+    def issue_refresh(self, principal: Principal, token_id: str | None = None) -> str:
+        """Refresh tokens carry who they belong to, never access: every use re-checks the account."""
+        return self._issue(principal, REFRESH_TTL, token_id, typ="refresh")
 
     def _decode(self, token: str) -> dict[str, Any]:
         if len(token) > 16384:
