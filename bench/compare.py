@@ -100,7 +100,7 @@ class Server:
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         if self.label.startswith("dockyard"):
-            env = clean_env("DOCKYARD_")
+            env = {**clean_env("DOCKYARD_"), "DOCKYARD_AUTH": "none"}
             if self.label == "dockyard-auth":
                 env.update({"DOCKYARD_AUTH": "token", "DOCKYARD_ADMIN_PASSWORD": BENCH_PASSWORD})
             return ([str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(self.port),

@@ -57,6 +57,8 @@ class RegistryServer:
 
     def start(self, timeout: float = 30) -> RegistryServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        # The registry protocol tests run an open registry unless a test asks for access control.
+        env.setdefault("DOCKYARD_AUTH", "none")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dockyard", "serve",

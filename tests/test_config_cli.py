@@ -14,10 +14,11 @@ from tests.server import free_port
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("HOST", "PORT", "DATA_DIR", "CONFIG", "DATABASE_URL"):
+    for var in ("HOST", "PORT", "DATA_DIR", "CONFIG", "DATABASE_URL", "AUTH"):
         monkeypatch.delenv(f"DOCKYARD_{var}", raising=False)
     settings = config.load()
     assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 5000, Path("data"))
+    assert settings.auth == "token"  # private by default: nobody pushes or pulls without a login
     assert settings.database_url == f"sqlite:///{Path('data').resolve() / 'dockyard.db'}"
 
 
@@ -57,10 +58,22 @@ def test_serve_reads_toml_and_env(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "dockyard", "serve"], env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
+        printed = []
         for line in proc.stdout:
+            printed.append(line)
             if "listening on" in line:
                 break
-        assert httpx.get(f"http://127.0.0.1:{port}/v2/").status_code == 200
+        # The embedded default has access control on: the first start creates "admin" with a
+        # generated password, shown once, and the API asks for a token.
+        created = [line for line in printed if "created user 'admin' with password" in line]
+        assert len(created) == 1, printed
+        password = created[0].split("with password ")[1].split()[0]
+        r = httpx.get(f"http://127.0.0.1:{port}/v2/")
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer ")
+        token = httpx.get(f"http://127.0.0.1:{port}/token", params={"service": "dockyard"}, auth=("admin", password))
+        assert token.status_code == 200, token.text
+        headers = {"Authorization": f"Bearer {token.json()['token']}"}
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/", headers=headers).status_code == 200
         assert (tmp_path / "env-data" / "dockyard.db").exists()
         assert not (tmp_path / "toml-data").exists()
     finally:

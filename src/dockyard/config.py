@@ -44,7 +44,7 @@ class Settings:
     tls_cert: str = ""  # the operator's own certificate (PEM, chain allowed); implies TLS
     tls_key: str = ""
     tls_names: list[str] = field(default_factory=list)  # extra names/addresses for the local CA's certificate
-    auth: str = "none"  # "token": Docker token authentication and per-repository permissions
+    auth: str = "token"  # Docker token authentication and per-repository permissions; "none": open
     auth_service: str = "dockyard"  # the token audience, as clients see it in the challenge
     admin_password: str = ""  # the first start creates user "admin" with it (generated when empty)
 
