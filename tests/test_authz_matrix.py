@@ -1,5 +1,9 @@
 """The authorization matrix: every registry endpoint x every kind of caller x public/private.
 
+Callers: anonymous; users holding read, write and delete through teams; the site admin; an
+organization robot with a write grant; a read-only personal access token of the writer; and a
+token issued from a personal access token that was revoked afterwards.
+
 Each cell asserts the exact status. A caller without access gets 401 with a Bearer challenge
 whether or not the repository exists, so the matrix also checks that private repositories do
 not leak. Callers get their tokens the way clients do: asking /token for pull,push,delete and
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -18,7 +23,7 @@ import pytest
 from tests.oci import Image, digest, push_blob, push_image
 
 ADMIN_PASSWORD = "matrix-admin-pw"
-CALLERS = ["anonymous", "reader", "writer", "deleter", "admin"]
+CALLERS = ["anonymous", "reader", "writer", "deleter", "admin", "robot", "read-only token", "revoked token"]
 PASSWORDS = {"reader": "reader-pw-1", "writer": "writer-pw-1", "deleter": "deleter-pw-1", "admin": ADMIN_PASSWORD}
 REPOS = {"public": "matrix/pub", "private": "matrix/priv", "missing": "matrix/none"}
 
@@ -32,31 +37,48 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         env={"DOCKYARD_AUTH": "token", "DOCKYARD_ADMIN_PASSWORD": ADMIN_PASSWORD},
     ).start()
 
-    def cli(*args: str) -> None:
+    def cli(*args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "dockyard", *args, "--data-dir", str(server.data_dir)],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, (args, out.stderr)
+        return out.stdout
 
+    logins = {role: (role, password) for role, password in PASSWORDS.items()}
     cli("org", "create", "matrix")
     for role, level in (("reader", "read"), ("writer", "write"), ("deleter", "delete")):
         cli("user", "add", role, "--password", PASSWORDS[role])
         cli("team", "create", "matrix", f"{role}s")
         cli("team", "add-member", "matrix", f"{role}s", role)
         cli("team", "grant", "matrix", f"{role}s", level, "--namespace", "matrix")
-    admin = _token(server.url, "admin", [REPOS["public"], REPOS["private"]])
+    admin = _token({"server": server, "logins": logins}, "admin", [REPOS["public"], REPOS["private"]])
     images = {}
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin}"}) as c:
         for kind in ("public", "private"):
             images[kind] = push_image(c, REPOS[kind], "v1")
     cli("repo", "visibility", REPOS["public"], "public")
-    yield {"server": server, "images": images, "cli": cli}
+    robot_name, robot_secret = cli("robot", "create", "matrix", "ci").split()[:2]
+    cli("robot", "grant", "matrix", "ci", "write", "--namespace", "matrix")
+    logins["robot"] = (robot_name, robot_secret)
+    logins["read-only token"] = ("writer", cli("token", "create", "writer", "ro", "--scope", "read").strip())
+    logins["revoked token"] = ("writer", cli("token", "create", "writer", "gone", "--scope", "admin").strip())
+    world = {"server": server, "images": images, "cli": cli, "logins": logins}
+    # Tokens taken while the credential was good, used after it is revoked: they must stop working.
+    world["revoked"] = {
+        tuple(repos): _token(world, "revoked token", repos, fresh=True)
+        for repos in ([REPOS["public"]], [REPOS["private"]], [REPOS["missing"]], [])
+    }
+    cli("token", "revoke", "writer", "gone")
+    time.sleep(2.5)  # revocation is noticed within the credential check's 2 s cache
+    yield world
     server.stop()
 
 
-def _token(url: str, caller: str, repos: list[str]) -> str:
+def _token(world: dict, caller: str, repos: list[str], fresh: bool = False) -> str:
+    if caller == "revoked token" and not fresh:
+        return world["revoked"][tuple(repos)]
     scopes = [f"repository:{r}:pull,push,delete" for r in repos] + ["registry:catalog:*"]
-    auth = None if caller == "anonymous" else (caller, PASSWORDS[caller])
-    r = httpx.get(f"{url}/token", params={"service": "dockyard", "scope": scopes}, auth=auth)
+    auth = None if caller == "anonymous" else world["logins"][caller]
+    r = httpx.get(f"{world['server'].url}/token", params={"service": "dockyard", "scope": scopes}, auth=auth)
     assert r.status_code == 200, r.text
     return r.json()["token"]
 
@@ -79,12 +101,13 @@ OPS: dict[str, tuple[str, int, Op]] = {
     "tag DELETE": ("delete", 202, lambda c, w, n, i: c.delete(f"/v2/{n}/manifests/{_fresh_tag(w, n, i)}")),
     "blob DELETE": ("delete", 202, lambda c, w, n, i: c.delete(f"/v2/{n}/blobs/{_fresh_blob(w, n)}")),
 }
-LEVEL = {"anonymous": 0, "reader": 1, "writer": 2, "deleter": 3, "admin": 4}
+LEVEL = {"anonymous": 0, "reader": 1, "writer": 2, "deleter": 3, "admin": 4, "robot": 2, "read-only token": 1,
+         "revoked token": None}
 NEEDS = {"pull": 1, "push": 2, "delete": 3}
 
 
 def _admin(world: dict, name: str) -> httpx.Client:
-    token = _token(world["server"].url, "admin", [name])
+    token = _token(world, "admin", [name])
     return httpx.Client(base_url=world["server"].url, headers={"Authorization": f"Bearer {token}"})
 
 
@@ -106,6 +129,8 @@ def _fresh_blob(world: dict, name: str) -> str:
 
 def expected(caller: str, visibility: str, op: str) -> int:
     need, success, _ = OPS[op]
+    if LEVEL[caller] is None:  # a revoked credential's token is refused outright, public or not
+        return 401
     level = max(LEVEL[caller], 1) if visibility == "public" else LEVEL[caller]
     return success if level >= NEEDS[need] else 401
 
@@ -115,7 +140,7 @@ def expected(caller: str, visibility: str, op: str) -> int:
 @pytest.mark.parametrize("op", list(OPS))
 def test_matrix(world: dict, caller: str, visibility: str, op: str):
     name = REPOS[visibility]
-    token = _token(world["server"].url, caller, [name])
+    token = _token(world, caller, [name])
     with httpx.Client(base_url=world["server"].url, headers={"Authorization": f"Bearer {token}"}) as c:
         r = OPS[op][2](c, world, name, world["images"][visibility])
     want = expected(caller, visibility, op)
@@ -131,11 +156,11 @@ def test_missing_repository_answers_like_a_private_one(world: dict, caller: str)
     """For a caller without access, a private repository and a missing one are indistinguishable."""
     answers = []
     for name in (REPOS["private"], REPOS["missing"]):
-        token = _token(world["server"].url, caller, [name])
+        token = _token(world, caller, [name])
         with httpx.Client(base_url=world["server"].url, headers={"Authorization": f"Bearer {token}"}) as c:
             r = c.get(f"/v2/{name}/manifests/v1")
         answers.append((r.status_code, r.headers.get("WWW-Authenticate", "").replace(name, "NAME")))
-    if LEVEL[caller] == 0:
+    if not LEVEL[caller]:
         assert answers[0] == answers[1] and answers[0][0] == 401
     else:
         assert answers[0][0] == 200
@@ -143,9 +168,12 @@ def test_missing_repository_answers_like_a_private_one(world: dict, caller: str)
 
 @pytest.mark.parametrize("caller", CALLERS)
 def test_catalog_shows_exactly_the_readable_repositories(world: dict, caller: str):
-    token = _token(world["server"].url, caller, [])
+    token = _token(world, caller, [])
     with httpx.Client(base_url=world["server"].url, headers={"Authorization": f"Bearer {token}"}) as c:
         r = c.get("/v2/_catalog")
+    if LEVEL[caller] is None:
+        assert r.status_code == 401
+        return
     assert r.status_code == 200
     names = set(r.json()["repositories"])
     assert REPOS["public"] in names
