@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.images import busybox_rootfs, is_static_elf
 from tests.server import RegistryServer
 
 # Generous: a slow CI machine pulls and unpacks images under vfs, which copies every layer.
@@ -166,3 +168,23 @@ class Podman:
             self("rm", "--all", "--force", check=False, timeout=120)
             self("rmi", "--all", "--force", check=False, timeout=120)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def static_busybox() -> Path:
+    """Debian's static busybox: the one binary a runnable test image needs (no registry to pull
+    a base image from here). Skips, with the reason, where it is missing."""
+    busybox = Path(shutil.which("busybox") or "/bin/busybox")
+    if not busybox.exists():
+        pytest.skip("busybox is not installed (./dev test installs Debian's busybox-static)")
+    if not is_static_elf(busybox):
+        pytest.skip(f"{busybox} is not statically linked: install Debian's busybox-static")
+    return busybox
+
+
+def make_rootfs(folder: Path, busybox: Path) -> tuple[Path, str]:
+    """A busybox rootfs tarball and the random token it carries in /etc/dockyard-token (which
+    also makes each one's layer new to the registry and to the clients' blob caches)."""
+    token = secrets.token_hex(16)
+    path = folder / f"rootfs-{token}.tar"
+    path.write_bytes(busybox_rootfs(busybox, {"etc/dockyard-token": token.encode()}))
+    return path, token

@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from argon2 import PasswordHasher
 from click.testing import CliRunner
@@ -19,7 +18,7 @@ from dockyard.auth.accounts import AccountError
 from dockyard.auth.cli import org, repo, team, user
 from dockyard.auth.permissions import ADMIN, ANONYMOUS, DELETE, NONE, READ, WRITE, Principal
 from dockyard.meta import store
-from dockyard.meta.db import MIGRATIONS, Database, create_engine
+from dockyard.meta.db import Database, alembic_config, create_engine
 from dockyard.meta.tables import metadata, repositories, users
 from tests.accounts_helpers import add_user, level
 from tests.conftest import FAST_HASHER
@@ -407,18 +406,11 @@ def test_readable_repositories_does_not_query_per_name(db: Database, world: dict
 # -- migrations ----------------------------------------------------------------------------
 
 
-def _alembic(conn: sa.Connection) -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = conn
-    return cfg
-
-
 def test_upgrading_from_0001_keeps_repositories_private(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        command.upgrade(_alembic(conn), "0001")
+        command.upgrade(alembic_config(conn), "0001")
         conn.execute(sa.text("INSERT INTO repositories (name, created_at) VALUES ('old/one', 1), ('old/two', 2)"))
         conn.execute(sa.text("INSERT INTO manifests (digest, media_type, size, content, created_at) "
                              "VALUES ('sha256:aa', 'm', 2, x'7b7d', 1)"))
@@ -448,7 +440,7 @@ def test_downgrade_to_0001_and_back(tmp_path: Path):
                                                     "content": b"{}"}, [], ["v1"])
         db.run_sync(accounts.set_visibility, "keep/me", True)
         with db.engine.begin() as conn:
-            command.downgrade(_alembic(conn), "0001")
+            command.downgrade(alembic_config(conn), "0001")
         with db.engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             assert "users" not in tables and "grants" not in tables

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import shutil
 import subprocess
 import sys
 import types
@@ -21,12 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.clients import Podman, require, run
+from tests.clients import Podman, make_rootfs, require, run, static_busybox
 from tests.images import (
     OCI_MANIFEST,
     Image,
-    busybox_rootfs,
-    is_static_elf,
     random_image,
     read_layout,
     sha256,
@@ -99,20 +96,7 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegi
 
 @pytest.fixture(scope="module")
 def busybox() -> Path:
-    busybox = Path(shutil.which("busybox") or "/bin/busybox")
-    if not busybox.exists():
-        pytest.skip("busybox is not installed (./dev test installs Debian's busybox-static)")
-    if not is_static_elf(busybox):
-        pytest.skip(f"{busybox} is not statically linked: install Debian's busybox-static")
-    return busybox
-
-
-def make_rootfs(folder: Path, busybox: Path) -> tuple[Path, str]:
-    """A busybox rootfs tarball carrying a random token in /etc/dockyard-token."""
-    token = secrets.token_hex(16)
-    path = folder / f"rootfs-{token}.tar"
-    path.write_bytes(busybox_rootfs(busybox, {"etc/dockyard-token": token.encode()}))
-    return path, token
+    return static_busybox()
 
 
 def isolate_credentials(podman: Podman, home: Path) -> Path:

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.clients import Podman, require
+from tests.clients import Podman, make_rootfs, require, static_busybox
 from tests.images import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
     OCI_MANIFEST,
-    busybox_rootfs,
-    is_static_elf,
     sha256,
 )
 from tests.server import RegistryServer
@@ -47,21 +43,7 @@ def podman(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def busybox() -> Path:
-    busybox = Path(shutil.which("busybox") or "/bin/busybox")
-    if not busybox.exists():
-        pytest.skip("busybox is not installed (./dev test installs Debian's busybox-static)")
-    if not is_static_elf(busybox):
-        pytest.skip(f"{busybox} is not statically linked: install Debian's busybox-static")
-    return busybox
-
-
-def make_rootfs(folder: Path, busybox: Path) -> tuple[Path, str]:
-    """A busybox rootfs tarball and the random token it carries in /etc/dockyard-token (which
-    also makes each one's layer new to the registry and to the clients' blob caches)."""
-    token = secrets.token_hex(16)
-    path = folder / f"rootfs-{token}.tar"
-    path.write_bytes(busybox_rootfs(busybox, {"etc/dockyard-token": token.encode()}))
-    return path, token
+    return static_busybox()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config as AlembicConfig
 from click.testing import CliRunner
 
 from dockyard.auth import accounts, credentials, passwords
@@ -28,7 +27,7 @@ from dockyard.auth.permissions import ADMIN, ANONYMOUS, DELETE, NONE, READ, WRIT
 from dockyard.auth.service import CREDENTIAL_CHECK_TTL, AuthService
 from dockyard.auth.tokens import Access, TokenService
 from dockyard.meta import store
-from dockyard.meta.db import MIGRATIONS, Database, create_engine
+from dockyard.meta.db import Database, alembic_config, create_engine
 from dockyard.meta.tables import access_tokens, grants, robots
 from tests.accounts_helpers import add_user, level
 from tests.oci import assert_error, push_image, repo
@@ -428,18 +427,11 @@ def test_a_failed_credential_check_is_not_cached(db: Database, monkeypatch: pyte
 # -- migrations -------------------------------------------------------------------------------
 
 
-def _alembic(conn: sa.Connection) -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = conn
-    return cfg
-
-
 def test_upgrade_from_0002_and_downgrade_back(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     with engine.begin() as conn:
-        command.upgrade(_alembic(conn), "0002")
+        command.upgrade(alembic_config(conn), "0002")
     engine.dispose()
     db = Database(url)
     try:
@@ -451,7 +443,7 @@ def test_upgrade_from_0002_and_downgrade_back(tmp_path: Path):
         db.run_sync(accounts.grant, "robot", "acme+ci", "read", "acme")
         db.run_sync(accounts.grant, "user", "alice", "read", "acme")
         with db.engine.begin() as conn:
-            command.downgrade(_alembic(conn), "0002")
+            command.downgrade(alembic_config(conn), "0002")
         with db.engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             assert "access_tokens" not in tables and "robots" not in tables

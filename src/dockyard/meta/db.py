@@ -34,13 +34,18 @@ def create_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=8)
 
 
-def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision; safe to run at every start."""
+def alembic_config(conn: sa.Connection) -> AlembicConfig:
+    """Alembic pointed at the packaged migrations and an open connection (no alembic.ini)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest revision; safe to run at every start."""
     with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(alembic_config(conn), "head")
 
 
 class Database:
