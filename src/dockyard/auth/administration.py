@@ -183,22 +183,17 @@ def _subject_names(conn: sa.Connection, subjects: set[tuple[str, int]]) -> dict[
     if wanted["user"]:
         for uid, name in conn.execute(sa.select(users.c.id, users.c.name).where(users.c.id.in_(wanted["user"]))):
             names[("user", uid)] = name
-    if wanted["team"]:
+    # Teams and robots are both named within their organization: one query shape for both.
+    for kind, table, separator in (("team", teams, "/"), ("robot", robots, ROBOT_SEPARATOR)):
+        if not wanted[kind]:
+            continue
         q = (
-            sa.select(teams.c.id, organizations.c.name, teams.c.name)
-            .select_from(teams.join(organizations))
-            .where(teams.c.id.in_(wanted["team"]))
+            sa.select(table.c.id, organizations.c.name, table.c.name)
+            .select_from(table.join(organizations))
+            .where(table.c.id.in_(wanted[kind]))
         )
-        for tid, org, team in conn.execute(q):
-            names[("team", tid)] = f"{org}/{team}"
-    if wanted["robot"]:
-        q = (
-            sa.select(robots.c.id, organizations.c.name, robots.c.name)
-            .select_from(robots.join(organizations))
-            .where(robots.c.id.in_(wanted["robot"]))
-        )
-        for rid, org, robot in conn.execute(q):
-            names[("robot", rid)] = f"{org}{ROBOT_SEPARATOR}{robot}"
+        for row_id, org, name in conn.execute(q):
+            names[(kind, row_id)] = f"{org}{separator}{name}"
     return names
 
 
