@@ -16,15 +16,30 @@ repositories = sa.Table(
     # 'private' | 'public'. The server default makes a repository created by a push private
     # without the registry code having to know about access control.
     sa.Column("visibility", sa.String(16), nullable=False, server_default="private"),
+    # Usage facts kept on the row (pushes and pulls per day are in usage_daily).
+    sa.Column("last_push_at", sa.Float, nullable=True),
+    sa.Column("last_pull_at", sa.Float, nullable=True),
 )
 
 # A blob row exists only once its bytes are verified and committed to storage.
+#
+# storage_key: where the bytes are. Every committed upload gets a key of its own
+# (``blobs/<alg>/<xx>/<hex>.<upload id>``), so garbage collection deleting an old copy can never
+# remove the file a concurrent push of the same content has just committed. NULL means the
+# digest-derived key of registries created before keys were recorded.
+#
+# unreferenced_since: the garbage collector's clock. NULL while a manifest references the blob;
+# set when a collection finds it unreferenced; reset to "now" whenever a client HEADs, mounts or
+# re-uploads it (a push in progress may be about to reference it). A blob is deleted only when
+# the clock is older than the grace period.
 blobs = sa.Table(
     "blobs",
     metadata,
     sa.Column("digest", sa.String(160), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("storage_key", sa.String(300), nullable=True),
+    sa.Column("unreferenced_since", sa.Float, nullable=True, index=True),
 )
 
 # Which repositories may serve which blobs (a push, a mount or a manifest reference links them).
@@ -57,6 +72,8 @@ repository_manifests = sa.Table(
     sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id"), primary_key=True),
     sa.Column("digest", sa.String(160), sa.ForeignKey("manifests.digest"), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # For retention's "keep what was pulled within": written in batches, not on every pull.
+    sa.Column("last_pulled_at", sa.Float, nullable=True),
 )
 
 # What a manifest points at: layers and config (kind "blob") or index children (kind
@@ -229,4 +246,108 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_at", "at"),
     sa.Index("ix_audit_events_actor", "actor", "id"),
     sa.Index("ix_audit_events_repository", "repository", "id"),
+)
+
+
+# -- usage, lifecycle and events (issue 4) -----------------------------------------------------
+
+# Pushes, pulls and bytes served per repository and UTC day, added up in memory and flushed in
+# batches (see dockyard.registry.usage).
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    sa.Column("pushes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pulls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bytes_served", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes_received", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Retention and immutability rules for one repository or a whole namespace (like grants, exactly
+# one target). ``rules`` is JSON, validated by dockyard.registry.policies.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # 'retention' | 'immutability'
+    sa.Column("namespace", sa.String(255), nullable=True),
+    sa.Column("repository", sa.String(255), nullable=True),
+    sa.Column("rules", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.CheckConstraint("(namespace IS NULL) <> (repository IS NULL)", name="ck_policies_one_target"),
+    sa.CheckConstraint("kind IN ('retention', 'immutability')", name="ck_policies_kind"),
+    sa.UniqueConstraint("kind", "namespace", "repository", name="uq_policies_target"),
+)
+
+# Storage quota per namespace, in bytes of distinct blobs and manifests.
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("limit_bytes", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(255), nullable=True),
+    sa.Column("repository", sa.String(255), nullable=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("secret", sa.String(255), nullable=False),  # the HMAC key; the receiver holds it too
+    sa.Column("events", sa.String(64), nullable=False),  # comma-separated: push,delete,pull
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.CheckConstraint("(namespace IS NULL) <> (repository IS NULL)", name="ck_webhooks_one_target"),
+    sqlite_autoincrement=True,
+)
+
+# The durable queue and delivery log: one row per (event, webhook), written in the transaction
+# that changed the repository, so a crash or restart never loses an event.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("webhook_id", sa.Integer, sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # 'pending' | 'delivered' | 'failed'
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_duration_ms", sa.Float, nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Runs of garbage collection and retention, for the CLI, the API and the usage dashboard.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(16), nullable=False),  # 'gc' | 'retention'
+    sa.Column("trigger", sa.String(16), nullable=False),  # 'schedule' | 'cli' | 'api'
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),  # JSON summary
+    sa.Index("ix_job_runs_job", "job", "id"),
+)
+
+# Named leases: a scheduled job runs in one process at a time (server, CLI, or later replicas).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )
