@@ -45,9 +45,13 @@ def digest(data: bytes, algorithm: str = "sha256") -> str:
 
 
 def blob_path(data_dir: Path, dgst: str) -> Path:
-    """Where a content-addressed blob lives: ``blobs/<alg>/<2 hex>/<hex>``."""
+    """The one stored copy of a blob, ``blobs/<alg>/<2 hex>/<hex>.<upload id>`` (a non-existent
+    path when there is none). Asserts there is at most one copy: equal content is stored once."""
     algorithm, hex_ = dgst.split(":", 1)
-    return Path(data_dir) / "blobs" / algorithm / hex_[:2] / hex_
+    folder = Path(data_dir) / "blobs" / algorithm / hex_[:2]
+    copies = sorted(folder.glob(f"{hex_}*"))
+    assert len(copies) <= 1, copies
+    return copies[0] if copies else folder / hex_
 
 
 def files_under(path: Path) -> list[Path]:

@@ -31,23 +31,47 @@ def _one_line_protocol_errors(record: logging.LogRecord) -> bool:
 @click.option("--port", type=int, help="Port to listen on [DOCKYARD_PORT, default 5000]")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data folder [DOCKYARD_DATA_DIR, default ./data]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings [DOCKYARD_CONFIG]")
-@click.option("--tls/--no-tls", default=None,
-              help="HTTPS with a certificate from the local CA in <data-dir>/tls [DOCKYARD_TLS, default off]")
-@click.option("--tls-cert", type=click.Path(dir_okay=False),
-              help="HTTPS with this certificate (PEM) [DOCKYARD_TLS_CERT]")
+@click.option(
+    "--tls/--no-tls",
+    default=None,
+    help="HTTPS with a certificate from the local CA in <data-dir>/tls [DOCKYARD_TLS, default off]",
+)
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False), help="HTTPS with this certificate (PEM) [DOCKYARD_TLS_CERT]"
+)
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Key for --tls-cert (PEM) [DOCKYARD_TLS_KEY]")
-@click.option("--tls-name", "tls_names", multiple=True,
-              help="Extra DNS name or IP address for the local CA's certificate; repeatable "
-                   "[DOCKYARD_TLS_NAMES, comma-separated]")
-def serve(host: str | None, port: int | None, data_dir: str | None, config_file: str | None, tls: bool | None,
-          tls_cert: str | None, tls_key: str | None, tls_names: tuple[str, ...]) -> None:
+@click.option(
+    "--tls-name",
+    "tls_names",
+    multiple=True,
+    help="Extra DNS name or IP address for the local CA's certificate; repeatable "
+    "[DOCKYARD_TLS_NAMES, comma-separated]",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: str | None,
+    config_file: str | None,
+    tls: bool | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_names: tuple[str, ...],
+) -> None:
     """Run the registry."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(_one_line_protocol_errors)
     try:
-        settings = config.load(config_file, host=host, port=port, data_dir=data_dir, tls=tls, tls_cert=tls_cert,
-                               tls_key=tls_key, tls_names=list(tls_names) or None)
+        settings = config.load(
+            config_file,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            tls=tls,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_names=list(tls_names) or None,
+        )
     except config.ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     from dockyard import tls as tls_setup
@@ -56,8 +80,10 @@ def serve(host: str | None, port: int | None, data_dir: str | None, config_file:
     click.echo(f"dockyard {__version__}: data in {settings.data_dir.resolve()}, metadata {settings.database_url}")
     if settings.tls_enabled and not settings.tls_cert:
         ca_cert, _ = tls_setup.ca_paths(settings.data_dir)
-        click.echo(f"dockyard: TLS from the local CA {ca_cert.resolve()}; on each client, `dockyard trust` prints it "
-                   "and `dockyard trust --install --host NAME` installs it for docker and podman")
+        click.echo(
+            f"dockyard: TLS from the local CA {ca_cert.resolve()}; on each client, `dockyard trust` prints it "
+            "and `dockyard trust --install --host NAME` installs it for docker and podman"
+        )
     try:
         run(settings)
     except tls_setup.TLSError as exc:
@@ -67,15 +93,26 @@ def serve(host: str | None, port: int | None, data_dir: str | None, config_file:
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data folder [DOCKYARD_DATA_DIR, default ./data]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings [DOCKYARD_CONFIG]")
-@click.option("--host", help="Name or address clients use to reach the registry "
-                             "[default: the serve host when concrete, else this machine's hostname]")
+@click.option(
+    "--host",
+    help="Name or address clients use to reach the registry "
+    "[default: the serve host when concrete, else this machine's hostname]",
+)
 @click.option("--port", type=int, help="Port clients use [DOCKYARD_PORT, default 5000]")
 @click.option("--install", is_flag=True, help="Also write it where docker and podman look for <host>:<port>")
 @click.option("--docker-certs-dir", default="/etc/docker/certs.d", show_default=True, type=click.Path(file_okay=False))
-@click.option("--containers-certs-dir", default="/etc/containers/certs.d", show_default=True,
-              type=click.Path(file_okay=False))
-def trust(data_dir: str | None, config_file: str | None, host: str | None, port: int | None, install: bool,
-          docker_certs_dir: str, containers_certs_dir: str) -> None:
+@click.option(
+    "--containers-certs-dir", default="/etc/containers/certs.d", show_default=True, type=click.Path(file_okay=False)
+)
+def trust(
+    data_dir: str | None,
+    config_file: str | None,
+    host: str | None,
+    port: int | None,
+    install: bool,
+    docker_certs_dir: str,
+    containers_certs_dir: str,
+) -> None:
     """Print the local CA certificate (PEM) that clients need to trust `serve --tls`.
 
     On the registry machine, `--install` installs it there; elsewhere, copy the output to
@@ -98,8 +135,10 @@ def trust(data_dir: str | None, config_file: str | None, host: str | None, port:
         host = settings.host if concrete else socket.gethostname()
     server_cert, _ = tls_setup.server_paths(settings.data_dir)
     if not settings.tls_cert and server_cert.exists() and not tls_setup.covers(server_cert, host):
-        click.echo(f"dockyard: warning: the server certificate does not name {host}; "
-                   f"restart serve with --tls-name {host}", err=True)
+        click.echo(
+            f"dockyard: warning: the server certificate does not name {host}; restart serve with --tls-name {host}",
+            err=True,
+        )
     registry = tls_setup.registry_dir_name(host, settings.port)
     try:
         written = tls_setup.install_ca(ca_cert, registry, [docker_certs_dir, containers_certs_dir])

@@ -18,6 +18,13 @@ def audit(
     actor: str | None = None,
 ) -> None:
     if actor is None:
-        claims = request.get("claims")
-        actor = claims.principal.name if claims is not None else ""
-    request.app[AUDIT].record(Event(action, actor, request.remote or "", repository, reference, outcome, detail))
+        actor = actor_of(request)
+    # config_dict, not app: the admin API is a sub-application, and the log lives on the main one.
+    event = Event(action, actor, request.remote or "", repository, reference, outcome, detail)
+    request.config_dict[AUDIT].record(event)
+
+
+def actor_of(request: web.Request) -> str:
+    """Who is making a registry request: a user name, ``org+robot``, or "" when anonymous."""
+    claims = request.get("claims")
+    return claims.principal.name if claims is not None else ""

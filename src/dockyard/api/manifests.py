@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.api.auditing import audit
+from dockyard.api.auditing import actor_of, audit
 from dockyard.api.http import read_limited
 from dockyard.api.state import registry_of
 from dockyard.registry.manifests import MAX_MANIFEST_SIZE
@@ -41,7 +41,12 @@ async def put_manifest(request: web.Request) -> web.Response:
     reference = request.match_info["reference"]
     content = await read_limited(request, MAX_MANIFEST_SIZE)
     result = await registry_of(request).put_manifest(
-        name, reference, content, request.headers.get("Content-Type", ""), request.query.getall("tag", [])
+        name,
+        reference,
+        content,
+        request.headers.get("Content-Type", ""),
+        request.query.getall("tag", []),
+        actor_of(request),
     )
     audit(request, "push", name, reference, detail=result.digest)
     headers = {
@@ -56,7 +61,7 @@ async def put_manifest(request: web.Request) -> web.Response:
 
 async def delete_manifest(request: web.Request) -> web.Response:
     name = validate_name(request.match_info["name"])
-    await registry_of(request).delete_manifest(name, request.match_info["reference"])
+    await registry_of(request).delete_manifest(name, request.match_info["reference"], actor_of(request))
     audit(request, "delete", name, request.match_info["reference"])
     return web.Response(status=202, headers={"Content-Length": "0"})
 

@@ -24,6 +24,7 @@ log = logging.getLogger("dockyard.audit")
 FLUSH_EVERY = 1.0
 MAX_QUEUE = 100_000
 ACTIONS = ("login", "token", "push", "pull", "delete", "denied", "admin")
+ADMIN = "admin"  # a change to accounts, credentials or access, through the admin API or the CLI
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,28 @@ class AuditLog:
 
 def _insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(sa.insert(audit_events), rows)
+
+
+def write(conn: sa.Connection, event: Event) -> None:
+    """Write one event now, in the caller's transaction. For the CLI: it has no running log to
+    queue on, and a change and its record should commit (or roll back) together."""
+    _insert(conn, [event.row()])
+
+
+# -- what "admin" events say -------------------------------------------------------------------
+# One wording for the admin API and the CLI, so that a search of the log finds both.
+
+
+def target(namespace: str | None, repository: str | None) -> str:
+    return f"namespace {namespace}" if namespace is not None else f"repository {repository}"
+
+
+def granted(level: str, subject_type: str, subject: str, namespace: str | None, repository: str | None) -> str:
+    return f"grant {level.lower()} to {subject_type} {subject} on {target(namespace, repository)}"
+
+
+def revoked(subject_type: str, subject: str, namespace: str | None, repository: str | None) -> str:
+    return f"revoke the grant of {subject_type} {subject} on {target(namespace, repository)}"
 
 
 def query(

@@ -57,24 +57,46 @@ def list_repositories(conn: sa.Connection, limit: int | None, last: str | None) 
 # -- blobs --------------------------------------------------------------------------------
 
 
-def blob_size_in_repository(conn: sa.Connection, name: str, digest: str) -> int | None:
+def blob_in_repository(conn: sa.Connection, name: str, digest: str) -> sa.Row | None:
+    """(size, storage_key, unreferenced_since) of a blob visible in ``name``."""
     q = (
-        sa.select(blobs.c.size)
+        sa.select(blobs.c.size, blobs.c.storage_key, blobs.c.unreferenced_since)
         .select_from(repository_blobs.join(blobs).join(repositories))
         .where(repositories.c.name == name, repository_blobs.c.digest == digest)
     )
-    return conn.execute(q).scalar()
+    return conn.execute(q).first()
 
 
 def blob_size(conn: sa.Connection, digest: str) -> int | None:
     return conn.execute(sa.select(blobs.c.size).where(blobs.c.digest == digest)).scalar()
 
 
-def add_blob(conn: sa.Connection, name: str, digest: str, size: int) -> None:
-    """Record a verified blob and make it visible in ``name``."""
+def touch_blob(conn: sa.Connection, digest: str) -> bool:
+    """Restart the garbage collector's clock on an unreferenced blob that a client has just
+    checked for, mounted or uploaded again: a push in progress is about to reference it.
+    False when the blob is gone (collected an instant ago), so the client uploads it instead."""
+    result = conn.execute(
+        sa.update(blobs)
+        .where(blobs.c.digest == digest, blobs.c.unreferenced_since.is_not(None))
+        .values(unreferenced_since=time.time())
+    )
+    return result.rowcount > 0 or blob_size(conn, digest) is not None
+
+
+def add_blob(conn: sa.Connection, name: str, digest: str, size: int, storage_key: str | None) -> bool:
+    """Record a verified blob and make it visible in ``name``. False when the blob was already
+    stored (under another key, which stays in use): the caller then drops its own copy."""
     now = time.time()
-    _insert_ignore(conn, blobs, {"digest": digest, "size": size, "created_at": now})
+    inserted = conn.execute(
+        _dialect(conn)
+        .insert(blobs)
+        .values(digest=digest, size=size, created_at=now, storage_key=storage_key, unreferenced_since=now)
+        .on_conflict_do_nothing()
+    ).rowcount
+    if not inserted:
+        touch_blob(conn, digest)
     link_blob(conn, name, digest)
+    return bool(inserted)
 
 
 def repositories_with_blob(conn: sa.Connection, digest: str, limit: int = 1000) -> list[str]:
@@ -144,6 +166,16 @@ def put_manifest(
     _insert_ignore(
         conn, repository_manifests, {"repository_id": repo_id, "digest": record["digest"], "created_at": now}
     )
+    blob_digests = [d for d, kind in references if kind == "blob"]
+    if blob_digests:
+        # Referenced now: stop the collector's clock (and, on PostgreSQL, lock the rows against a
+        # concurrent collection deleting one of them).
+        conn.execute(
+            sa.update(blobs)
+            .where(blobs.c.digest.in_(blob_digests), blobs.c.unreferenced_since.is_not(None))
+            .values(unreferenced_since=None)
+        )
+    conn.execute(sa.update(repositories).where(repositories.c.id == repo_id).values(last_push_at=now))
     for tag in tag_names:
         stmt = (
             _dialect(conn).insert(tags).values(repository_id=repo_id, name=tag, digest=record["digest"], updated_at=now)
@@ -200,6 +232,25 @@ def delete_manifest(conn: sa.Connection, name: str, digest: str) -> bool:
     return result.rowcount > 0
 
 
+def tags_of(conn: sa.Connection, name: str, digest: str) -> list[str]:
+    q = (
+        sa.select(tags.c.name)
+        .select_from(tags.join(repositories))
+        .where(repositories.c.name == name, tags.c.digest == digest)
+        .order_by(tags.c.name)
+    )
+    return list(conn.execute(q).scalars())
+
+
+def tag_digest(conn: sa.Connection, name: str, tag: str) -> str | None:
+    q = (
+        sa.select(tags.c.digest)
+        .select_from(tags.join(repositories))
+        .where(repositories.c.name == name, tags.c.name == tag)
+    )
+    return conn.execute(q).scalar()
+
+
 def delete_tag(conn: sa.Connection, name: str, tag: str) -> bool:
     repo_id = repository_id(conn, name)
     if repo_id is None:
@@ -251,7 +302,17 @@ def delete_upload(conn: sa.Connection, upload_id: str) -> None:
     conn.execute(sa.delete(uploads).where(uploads.c.id == upload_id))
 
 
-def finish_upload(conn: sa.Connection, upload_id: str | None, name: str, digest: str, size: int) -> None:
-    add_blob(conn, name, digest, size)
+def touch_upload(conn: sa.Connection, upload_id: str) -> None:
+    """Keep a session that is still receiving bytes from looking abandoned to the collector."""
+    conn.execute(sa.update(uploads).where(uploads.c.id == upload_id).values(updated_at=time.time()))
+
+
+def finish_upload(
+    conn: sa.Connection, upload_id: str | None, name: str, digest: str, size: int, storage_key: str
+) -> bool:
+    """Make the blob visible and end the session in one transaction: a snapshot sees either the
+    session (its bytes are still being committed) or the blob row, never neither."""
+    inserted = add_blob(conn, name, digest, size, storage_key)
     if upload_id:
         delete_upload(conn, upload_id)
+    return inserted

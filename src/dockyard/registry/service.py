@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dockyard.registry.cache import LRU
 from dockyard.registry.digest import Digest, looks_like_digest, parse_digest
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.hashing import new_hasher
+from dockyard.registry.hooks import AllHooks, Change
 from dockyard.registry.manifests import parse_manifest, select_platform
 from dockyard.registry.names import is_valid_tag, validate_tag
 from dockyard.registry.uploads import Uploads, blob_key
@@ -52,15 +54,26 @@ class PutResult:
 
 
 class Registry:
-    def __init__(self, db: Database, storage: StorageDriver, pool: Executor) -> None:
+    def __init__(
+        self,
+        db: Database,
+        storage: StorageDriver,
+        pool: Executor,
+        hooks: AllHooks | None = None,
+        gc_grace: float = 3600,
+    ) -> None:
         self.db = db
         self.storage = storage
         self.pool = pool
-        self.uploads = Uploads(db, storage, pool)
+        self.hooks = hooks or AllHooks()
+        self.uploads = Uploads(db, storage, pool, self.hooks)
         self._manifests: LRU[Manifest] = LRU(4096)  # digest -> Manifest
         self._tags: LRU[str] = LRU(16384)  # (repo, tag) -> digest
         self._small_blobs: LRU[bytes] = LRU(1024)  # storage key -> bytes, each <= SMALL_BLOB
-        self._members: LRU[int] = LRU(65536)  # (repo, digest) -> size (blobs) / 1 (manifests)
+        self._members: LRU[int] = LRU(65536)  # (repo, digest) -> 1 (manifests)
+        # (repo, digest) -> (size, key). Entries expire well within the collector's grace period:
+        # a blob cached as present must not be collected before the entry is gone (see gc.py).
+        self._blobs: LRU[tuple[int, str]] = LRU(65536, ttl=min(30.0, gc_grace / 3))
         # Bumped around every write that can change a cached fact; a read only caches what it
         # fetched if no such write began or ended meanwhile, so a slow read never re-caches
         # a stale answer.
@@ -70,15 +83,19 @@ class Registry:
 
     async def stat_blob(self, name: str, digest: str) -> BlobInfo:
         parsed = parse_digest(digest)
-        size = self._members.get(("b", name, digest))
-        if size is None:
+        cached = self._blobs.get((name, digest))
+        if cached is None:
             generation = self._generation
-            size = await self.db.read(store.blob_size_in_repository, name, digest)
-            if size is None:
+            row = await self.db.read(store.blob_in_repository, name, digest)
+            if row is None:
                 raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+            if row.unreferenced_since is not None and not await self.db.run_relaxed(store.touch_blob, digest):
+                # Unreferenced and collected between the read and the touch: the client uploads.
+                raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
+            cached = (row.size, row.storage_key or blob_key(parsed))
             if generation == self._generation:
-                self._members.put(("b", name, digest), size)
-        key = blob_key(parsed)
+                self._blobs.put((name, digest), cached)
+        size, key = cached
         return BlobInfo(parsed, size, key, self.storage.local_path(key))
 
     async def small_blob(self, info: BlobInfo) -> bytes | None:
@@ -114,7 +131,7 @@ class Registry:
             deleted = await self.db.run(store.unlink_blob, name, digest)
         finally:
             self._generation += 1
-            self._members.pop(("b", name, digest))
+            self._blobs.pop((name, digest))
         if not deleted:
             raise RegistryError("BLOB_UNKNOWN", detail={"digest": digest})
 
@@ -130,10 +147,12 @@ class Registry:
             if sources is None:
                 found = store.blob_size(conn, digest) is not None
             else:
-                found = any(store.blob_size_in_repository(conn, s, digest) is not None for s in sources)
-            if found:
+                found = any(store.blob_in_repository(conn, s, digest) is not None for s in sources)
+            if found and store.touch_blob(conn, digest):
+                self.hooks.before_blob(conn, name, digest, store.blob_size(conn, digest) or 0)
                 store.link_blob(conn, name, digest)
-            return found
+                return True
+            return False
 
         return await self.db.run(mount)
 
@@ -156,7 +175,7 @@ class Registry:
     # -- manifests --------------------------------------------------------------------------
 
     async def put_manifest(
-        self, name: str, reference: str, content: bytes, content_type: str, extra_tags: list[str]
+        self, name: str, reference: str, content: bytes, content_type: str, extra_tags: list[str], actor: str = ""
     ) -> PutResult:
         parsed = parse_manifest(content, content_type)
         if looks_like_digest(reference):
@@ -190,7 +209,10 @@ class Registry:
             missing |= store.missing_manifests(conn, repo_id, parsed.children)
             if missing:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": sorted(missing)}, status=400)
+            self.hooks.before_manifest(conn, name, digest, len(content), tag_names)
             store.put_manifest(conn, name, record, references, tag_names)
+            change = Change("push", name, digest, tuple(tag_names), parsed.media_type, len(content), actor, time.time())
+            self.hooks.changed(conn, change)
 
         self._generation += 1
         try:
@@ -250,23 +272,42 @@ class Registry:
             return RegistryError("NAME_UNKNOWN", detail={"name": name})
         return RegistryError("MANIFEST_UNKNOWN", detail={"reference": reference})
 
-    async def delete_manifest(self, name: str, reference: str) -> None:
-        if looks_like_digest(reference):
+    async def delete_manifest(self, name: str, reference: str, actor: str = "") -> None:
+        by_digest = looks_like_digest(reference)
+        if by_digest:
             parse_digest(reference)
-            query = store.delete_manifest
-        elif is_valid_tag(reference):
-            query = store.delete_tag
-        else:
+        elif not is_valid_tag(reference):
             raise RegistryError("MANIFEST_UNKNOWN", "invalid tag", {"tag": reference})
+
+        def delete(conn: store.sa.Connection) -> bool:
+            if by_digest:
+                self.hooks.before_untag(conn, name, store.tags_of(conn, name, reference))
+                deleted, digest = store.delete_manifest(conn, name, reference), reference
+            else:
+                self.hooks.before_untag(conn, name, [reference])
+                digest = store.tag_digest(conn, name, reference)
+                deleted = store.delete_tag(conn, name, reference)
+            if deleted:
+                tags = () if by_digest else (reference,)
+                self.hooks.changed(conn, Change("delete", name, digest or "", tags, actor=actor, at=time.time()))
+            return deleted
+
         self._generation += 1
         try:
-            deleted = await self.db.run(query, name, reference)
+            deleted = await self.db.run(delete)
         finally:
             self._generation += 1
             self._members.pop(("m", name, reference))
             self._tags.discard_where(lambda k: k[0] == name)
         if not deleted:
             raise await self._manifest_unknown(name, reference)
+
+    def forget(self) -> None:
+        """Drop every cached fact that a collection or retention run may have changed."""
+        self._generation += 1
+        self._tags.clear()
+        self._members.clear()
+        self._blobs.clear()
 
     # -- listings ---------------------------------------------------------------------------
 

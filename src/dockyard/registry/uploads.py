@@ -28,6 +28,7 @@ from dockyard.meta.db import Database
 from dockyard.registry.digest import Digest
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.hashing import Hasher, new_hasher
+from dockyard.registry.hooks import Hooks, NoHooks
 from dockyard.storage.base import Appender, StorageDriver
 
 BATCH = 1 << 20
@@ -75,7 +76,30 @@ def decode_state(blob: bytes | None) -> tuple[int, bytes] | None:
 
 
 def blob_key(digest: Digest) -> str:
+    """The key of a blob committed before keys were recorded per copy (storage_key NULL)."""
     return f"blobs/{digest.algorithm}/{digest.hex[:2]}/{digest.hex}"
+
+
+def stored_blob_key(digest: Digest, upload_id: str) -> str:
+    """A committed copy's own key: the digest for people reading the folder, the upload id so
+    that two copies of equal content never share a key (see ``tables.blobs``)."""
+    return f"{blob_key(digest)}.{upload_id.replace('-', '')}"
+
+
+def parse_stored_key(key: str) -> tuple[str, str | None] | None:
+    """(digest, upload id or None for a legacy key) from a blob key, None if it is not one."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "blobs":
+        return None
+    hex_part, _, suffix = parts[3].partition(".")
+    upload_id = str(uuid.UUID(suffix)) if len(suffix) == 32 and _is_hex(suffix) else None
+    if suffix and upload_id is None:
+        return None
+    return f"{parts[1]}:{hex_part}", upload_id
+
+
+def _is_hex(value: str) -> bool:
+    return all(c in "0123456789abcdef" for c in value)
 
 
 class _Sink:
@@ -127,10 +151,11 @@ class UploadStatus:
 
 
 class Uploads:
-    def __init__(self, db: Database, storage: StorageDriver, pool: Executor) -> None:
+    def __init__(self, db: Database, storage: StorageDriver, pool: Executor, hooks: Hooks | None = None) -> None:
         self.db = db
         self.storage = storage
         self.pool = pool
+        self.hooks: Hooks = hooks or NoHooks()
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def _io(self, fn, *args):  # noqa: ANN001, ANN202 - thin executor hop
@@ -195,6 +220,7 @@ class Uploads:
                     pending = None
                     saved_at = sink.offset
                     await self._io(sink.save_state)
+                    await self.db.run_relaxed(store.touch_upload, upload_id)
         finally:
             if pending is not None:
                 await pending
@@ -206,6 +232,7 @@ class Uploads:
     ) -> UploadStatus:
         async with self._lock(upload_id), self._opened(name, upload_id, start) as sink:
             await self._pump(sink, upload_id, chunks)
+        await self.db.run_relaxed(store.touch_upload, upload_id)
         return UploadStatus(upload_id, sink.offset)
 
     async def finish(
@@ -231,11 +258,24 @@ class Uploads:
                     "DIGEST_INVALID",
                     detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
                 )
-            await self._io(self.storage.commit, upload_key(upload_id), blob_key(digest))
+            key = stored_blob_key(digest, upload_id)
+            await self._io(self.storage.commit, upload_key(upload_id), key)
+            try:
+                inserted = await self.db.run(self._commit, upload_id, name, str(digest), sink.offset, key)
+            except BaseException:
+                # Refused (a quota) or failed: the copy never became visible, so it goes.
+                await self._io(self.storage.delete, key)
+                await self._discard(upload_id)
+                raise
+            if not inserted:  # the blob was already stored: keep the one copy
+                await self._io(self.storage.delete, key)
             await self._io(self.storage.delete, upload_dir(upload_id))
-            await self.db.run(store.finish_upload, upload_id, name, str(digest), sink.offset)
         self._locks.pop(upload_id, None)
         return sink.offset
+
+    def _commit(self, conn: store.sa.Connection, upload_id: str, name: str, digest: str, size: int, key: str) -> bool:
+        self.hooks.before_blob(conn, name, digest, size)
+        return store.finish_upload(conn, upload_id, name, digest, size, key)
 
     def _rehash(self, key: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)

@@ -41,9 +41,7 @@ def upgrade() -> None:
     op.create_table(
         "robots",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column(
-            "organization_id", sa.Integer, sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("organization_id", sa.Integer, sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),

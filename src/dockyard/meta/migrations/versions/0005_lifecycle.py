@@ -12,7 +12,10 @@ down_revision = "0004"
 
 
 def _one_target() -> list[sa.Column]:
-    return [sa.Column("namespace", sa.String(255), nullable=True), sa.Column("repository", sa.String(255), nullable=True)]
+    return [
+        sa.Column("namespace", sa.String(255), nullable=True),
+        sa.Column("repository", sa.String(255), nullable=True),
+    ]
 
 
 def upgrade() -> None:
@@ -28,9 +31,7 @@ def upgrade() -> None:
 
     op.create_table(
         "usage_daily",
-        sa.Column(
-            "repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
-        ),
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("day", sa.String(10), primary_key=True),
         sa.Column("pushes", sa.Integer, nullable=False, server_default="0"),
         sa.Column("pulls", sa.Integer, nullable=False, server_default="0"),
