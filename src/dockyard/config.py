@@ -47,11 +47,28 @@ class Settings:
     auth: str = "token"  # Docker token authentication and per-repository permissions; "none": open
     auth_service: str = "dockyard"  # the token audience, as clients see it in the challenge
     admin_password: str = ""  # the first start creates user "admin" with it (generated when empty)
+    # Lifecycle (issue 4). Durations in seconds.
+    gc_interval: float = 3600.0  # scheduled garbage collection and retention; 0 disables the schedule
+    gc_grace: float = 3600.0  # an unreferenced blob is kept this long after it was last uploaded or checked
+    upload_ttl: float = 86400.0  # an upload session idle this long is abandoned and removed
+    metrics_port: int = 0  # serve /metrics on its own port as well (0: only on the main port)
+    metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <token>"
+    price_storage_gb_month: float = 0.023  # cost estimates: storage per GB-month (S3 standard's list price)
+    price_egress_gb: float = 0.09  # and per GB served
+    webhook_timeout: float = 10.0
+    webhook_max_attempts: int = 12  # with exponential backoff from 2 s, capped at 10 min
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.port = int(self.port)
         self.shutdown_timeout = float(self.shutdown_timeout)
+        for name in ("gc_interval", "gc_grace", "upload_ttl", "price_storage_gb_month", "price_egress_gb"):
+            value = float(getattr(self, name))
+            if value < 0:
+                raise ConfigError(f"{name} must not be negative")
+            setattr(self, name, value)
+        self.webhook_timeout = float(self.webhook_timeout)
+        self.metrics_port, self.webhook_max_attempts = int(self.metrics_port), int(self.webhook_max_attempts)
         self.tls = _as_bool(self.tls)
         self.tls_cert, self.tls_key = str(self.tls_cert), str(self.tls_key)
         self.tls_names = _as_names(self.tls_names)
