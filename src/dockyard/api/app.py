@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> web.Application:
         from dockyard.api import admin  # imported only with accounts, like _auth_service's modules
 
         admin.setup(app)
-    app[REGISTRY] = Registry(db, storage, pool)
+    app[REGISTRY] = Registry(db, storage, pool, gc_grace=settings.gc_grace)
     app[INFLIGHT] = inflight
     audit_log = app[AUDIT] = AuditLog(db)
     app.on_response_prepare.append(_api_version_header)

@@ -13,6 +13,7 @@ from dockyard.api.auth import claims_of
 from dockyard.api.http import parse_range
 from dockyard.api.state import AUTH, registry_of
 from dockyard.registry.errors import RegistryError
+from dockyard.registry.hooks import Change
 from dockyard.registry.names import validate_name
 
 
@@ -42,6 +43,8 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200, headers=headers)
     range_header = request.headers.get("Range")
     byte_range = parse_range(range_header, info.size) if range_header else None  # 416 as JSON
+    sent = info.size if byte_range is None else byte_range[1] - byte_range[0] + 1
+    registry.hooks.observed(Change("serve", name, str(info.digest), size=sent))
     small = await registry.small_blob(info)
     if small is not None:
         if byte_range is None:

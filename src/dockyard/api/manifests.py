@@ -7,6 +7,8 @@ from aiohttp import web
 from dockyard.api.auditing import actor_of, audit
 from dockyard.api.http import read_limited
 from dockyard.api.state import registry_of
+from dockyard.registry.digest import looks_like_digest
+from dockyard.registry.hooks import Change
 from dockyard.registry.manifests import MAX_MANIFEST_SIZE
 from dockyard.registry.names import validate_name
 
@@ -26,6 +28,10 @@ async def get_manifest(request: web.Request) -> web.Response:
     manifest = await registry_of(request).get_manifest(name, reference, _accepted(request))
     if request.method == "GET":  # a pull, as Docker Hub counts them; HEADs are existence checks
         audit(request, "pull", name, reference, detail=manifest.digest)
+        tags = () if looks_like_digest(reference) else (reference,)
+        registry_of(request).hooks.observed(
+            Change("pull", name, manifest.digest, tags, manifest.media_type, len(manifest.content), actor_of(request))
+        )
     return web.Response(
         body=manifest.content,
         headers={

@@ -45,6 +45,11 @@ class Hooks(Protocol):
     def changed(self, conn: sa.Connection, change: Change) -> None:
         """A change was made in this transaction (webhook queue)."""
 
+    def observed(self, change: Change) -> None:
+        """A read on the event loop, outside any transaction: 'pull' (a manifest GET), 'serve'
+        (blob bytes sent, in ``size``), 'upload' (blob bytes received). Must only queue in memory:
+        it is on the pull path."""
+
 
 class NoHooks:
     def before_blob(self, conn: sa.Connection, repository: str, digest: str, size: int) -> None:
@@ -59,6 +64,9 @@ class NoHooks:
         pass
 
     def changed(self, conn: sa.Connection, change: Change) -> None:
+        pass
+
+    def observed(self, change: Change) -> None:
         pass
 
 
@@ -88,3 +96,7 @@ class AllHooks(NoHooks):
     def changed(self, conn: sa.Connection, change: Change) -> None:
         for hook in self.hooks:
             hook.changed(conn, change)
+
+    def observed(self, change: Change) -> None:
+        for hook in self.hooks:
+            hook.observed(change)

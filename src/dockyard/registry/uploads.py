@@ -28,7 +28,7 @@ from dockyard.meta.db import Database
 from dockyard.registry.digest import Digest
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.hashing import Hasher, new_hasher
-from dockyard.registry.hooks import Hooks, NoHooks
+from dockyard.registry.hooks import Change, Hooks, NoHooks
 from dockyard.storage.base import Appender, StorageDriver
 
 BATCH = 1 << 20
@@ -271,6 +271,7 @@ class Uploads:
                 await self._io(self.storage.delete, key)
             await self._io(self.storage.delete, upload_dir(upload_id))
         self._locks.pop(upload_id, None)
+        self.hooks.observed(Change("upload", name, str(digest), size=sink.offset))
         return sink.offset
 
     def _commit(self, conn: store.sa.Connection, upload_id: str, name: str, digest: str, size: int, key: str) -> bool:

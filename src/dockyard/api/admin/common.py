@@ -12,6 +12,10 @@ at the next request. A personal access token's scope caps the admin API as it ca
 only an 'admin' token may change anything, so that a leaked read-only CI token cannot mint itself
 a stronger one. Robots are an organization's credential for pushing and pulling: they may ask who
 they are, nothing more.
+
+Every change made here is an "admin" event in the audit log (``record``), and so is every refusal
+(403, recorded by ``json_errors``): who tried to manage what they may not is what an administrator
+reviewing the log wants to see first.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.api.auditing import audit
 from dockyard.api.errors import Handler
 from dockyard.api.state import AUTH
 from dockyard.auth import administration, credentials
+from dockyard.auth import audit as audit_log
 from dockyard.auth.accounts import AccountError
 from dockyard.auth.administration import Administered
 from dockyard.auth.permissions import ADMIN, Principal
@@ -41,18 +47,30 @@ _HTTP_ERRORS = {
     405: ("METHOD_NOT_ALLOWED", "method not allowed here"),
     413: ("TOO_LARGE", "the request body is too large"),
 }
+# The caller's name once known, so that a refusal after authentication is audited under it.
+_ACTOR = web.RequestKey("admin_actor", str)
+_MAX_AUDITED_PATH = 200
 
 
 class ApiError(Exception):
     """A failure to answer as ``{"errors": [{"code", "message", "detail"}]}``: the registry's
-    error shape, so one parser serves the web UI for both APIs."""
+    error shape, so one parser serves the web UI for both APIs. ``repository`` is not sent: it is
+    the repository or namespace a refusal concerns, for the audit log."""
 
     def __init__(
-        self, status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        repository: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.detail = status, code, message, detail
         self.headers = headers or {}
+        self.repository = repository
 
     def response(self) -> web.Response:
         body = {"errors": [{"code": self.code, "message": self.message, "detail": self.detail}]}
@@ -67,8 +85,9 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", message)
 
 
-def denied(message: str) -> ApiError:
-    return ApiError(403, "DENIED", message)
+def denied(message: str, repository: str | None = None) -> ApiError:
+    """403; ``repository`` names the repository or namespace refused, for the audit log."""
+    return ApiError(403, "DENIED", message, repository=repository)
 
 
 @web.middleware
@@ -78,6 +97,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as error:
+        if error.status == 403:
+            _audit_refusal(request, error)
         return error.response()
     except AccountError as error:
         return bad_request(str(error)).response()
@@ -87,6 +108,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         code, message = _HTTP_ERRORS.get(exc.status, ("BAD_REQUEST" if exc.status < 500 else "UNKNOWN", exc.reason))
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
         return ApiError(exc.status, code, message, headers=headers).response()
+
+
+def _audit_refusal(request: web.Request, error: ApiError) -> None:
+    """Reads are audited too: probing for what one may not see is worth knowing about. A 401 is
+    not: it names nobody, and failed logins are already audited by ``/token``."""
+    path = request.path if len(request.path) <= _MAX_AUDITED_PATH else request.path[:_MAX_AUDITED_PATH] + "..."
+    detail = f"{request.method} {path}: {error.message}".encode(errors="backslashreplace").decode()
+    audit(request, audit_log.ADMIN, error.repository, outcome="denied", detail=detail, actor=request.get(_ACTOR, ""))
 
 
 # -- who is calling ----------------------------------------------------------------------------
@@ -157,6 +186,7 @@ async def caller(request: web.Request, *, robots: bool = False) -> Caller:
     cap = ADMIN if credential is None else await auth.db.read(credentials.credential_cap, credential)
     if cap is None:
         raise _unauthorized(request, "the credential of this token is no longer valid", "invalid_token")
+    request[_ACTOR] = principal.name
     if principal.kind != "user" and not robots:
         raise denied("robot accounts cannot use the admin API")
     if request.method not in SAFE_METHODS and cap < ADMIN:
@@ -180,7 +210,7 @@ async def require_org_admin(request: web.Request, who: Caller, org: str) -> None
     """Checked before the organization's existence, so that a stranger cannot tell a missing
     organization from one they may not manage: both are 403."""
     if not (await administered(request, who)).namespace(org):
-        raise denied(f"only an administrator of organization {org!r} may do this")
+        raise denied(f"only an administrator of organization {org!r} may do this", org)
 
 
 # -- answers -----------------------------------------------------------------------------------
@@ -195,3 +225,10 @@ def timestamp(value: float | None) -> str | None:
 
 def no_content() -> web.Response:
     return web.Response(status=204)
+
+
+def record(request: web.Request, who: Caller, detail: str, repository: str | None = None) -> None:
+    """Audit a change that succeeded. ``detail`` says what changed in a few words, never a secret;
+    ``repository`` is the repository or namespace (an organization is one) it concerns, so that
+    the log of one organization can be read with ``?repository=``."""
+    audit(request, audit_log.ADMIN, repository, detail=detail, actor=who.name)

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from dockyard.api.admin import body
-from dockyard.api.admin.common import bad_request, caller, db_of, denied, no_content, not_found
+from dockyard.api.admin.common import bad_request, caller, db_of, denied, no_content, not_found, record
 from dockyard.auth import accounts, administration
+from dockyard.auth import audit as audit_log
 from dockyard.auth.permissions import LEVELS, Principal
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.names import validate_name
@@ -76,7 +77,9 @@ def _require_target_admin(
     conn: sa.Connection, principal: Principal, namespace: str | None, repository: str | None
 ) -> None:
     if not administration.administered(conn, principal).target(namespace, repository):
-        raise denied(f"you do not administer {namespace + '/*' if namespace is not None else repository!r}")
+        if namespace is not None:
+            raise denied(f"you do not administer {namespace + '/*'!r}", namespace)
+        raise denied(f"you do not administer {repository!r}", repository)
 
 
 def _require_subject(conn: sa.Connection, subject_type: str, subject: str) -> None:
@@ -154,6 +157,8 @@ async def create_grant(request: web.Request) -> web.Response:
     namespace, repository = body.optional_text(data, "namespace"), body.optional_text(data, "repository")
     _check_target(namespace, repository)
     await db_of(request).run(_grant, who.principal, subject_type, subject, level, namespace, repository)
+    detail = audit_log.granted(level, subject_type, subject, namespace, repository)
+    record(request, who, detail, namespace if namespace is not None else repository)
     grant = accounts.Grant(subject_type, subject, namespace, repository, LEVELS[level])
     return web.json_response(grant_json(grant))
 
@@ -180,6 +185,8 @@ async def delete_grant(request: web.Request) -> web.Response:
     namespace, repository = body.query(request, "namespace"), body.query(request, "repository")
     _check_target(namespace, repository)
     await db_of(request).run(_revoke, who.principal, subject_type, subject, namespace, repository)
+    detail = audit_log.revoked(subject_type, subject, namespace, repository)
+    record(request, who, detail, namespace if namespace is not None else repository)
     return no_content()
 
 
@@ -200,6 +207,7 @@ async def set_visibility(request: web.Request) -> web.Response:
     _check_target(None, name)
     visibility = body.choice(await body.json_object(request, {"visibility"}), "visibility", ("public", "private"))
     await db_of(request).run(_set_visibility, who.principal, name, visibility == "public")
+    record(request, who, f"make repository {name} {visibility}", name)
     return web.json_response({"name": name, "visibility": visibility})
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from dockyard.api.admin import body
-from dockyard.api.admin.common import caller, db_of, no_content, not_found, timestamp
+from dockyard.api.admin.common import caller, db_of, no_content, not_found, record, timestamp
 from dockyard.auth import administration, credentials
 from dockyard.auth.permissions import Principal
 
@@ -79,6 +79,7 @@ async def create_token(request: web.Request) -> web.Response:
     scope = body.choice(data, "scope", tuple(credentials.SCOPES), "read")
     days = body.positive_int(data, "expires_in_days", MAX_TOKEN_DAYS)
     token, secret = await db_of(request).run(_create_token, who.name, name, scope, days)
+    record(request, who, f"create token {name} (scope {scope}, {f'expires in {days} days' if days else 'no expiry'})")
     return web.json_response({**token_json(token), "secret": secret}, status=201)
 
 
@@ -90,7 +91,9 @@ def _revoke_token(conn: sa.Connection, user: str, name: str) -> None:
 
 async def revoke_token(request: web.Request) -> web.Response:
     who = await caller(request)
-    await db_of(request).run(_revoke_token, who.name, body.path(request, "name"))
+    name = body.path(request, "name")
+    await db_of(request).run(_revoke_token, who.name, name)
+    record(request, who, f"revoke token {name}")
     return no_content()
 
 

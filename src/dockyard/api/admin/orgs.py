@@ -20,6 +20,7 @@ from dockyard.api.admin.common import (
     db_of,
     no_content,
     not_found,
+    record,
     require_org_admin,
     require_site_admin,
     timestamp,
@@ -34,9 +35,11 @@ async def list_orgs(request: web.Request) -> web.Response:
 
 
 async def create_org(request: web.Request) -> web.Response:
-    require_site_admin(await caller(request))
+    who = await caller(request)
+    require_site_admin(who)
     name = body.text(await body.json_object(request, {"name"}), "name")
     await db_of(request).run(accounts.create_org, name)
+    record(request, who, f"create organization {name}", name)
     return web.json_response({"name": name, "admin": True}, status=201)
 
 
@@ -78,6 +81,7 @@ async def create_team(request: web.Request) -> web.Response:
     await require_org_admin(request, who, org)
     team = body.text(await body.json_object(request, {"name"}), "name")
     await db_of(request).run(_create_team, org, team)
+    record(request, who, f"create team {org}/{team}", org)
     return web.json_response({"name": team, "members": []}, status=201)
 
 
@@ -95,21 +99,25 @@ def _remove_member(conn: sa.Connection, org: str, team: str, user: str) -> None:
     accounts.remove_member(conn, org, team, user)
 
 
-async def _membership(request: web.Request, change: Callable[[sa.Connection, str, str, str], None]) -> web.Response:
+async def _membership(
+    request: web.Request, change: Callable[[sa.Connection, str, str, str], None], verb: str
+) -> web.Response:
+    """``verb`` is how the audit log says it: "add USER to" or "remove USER from" the team."""
     who = await caller(request)
     org, team, user = body.path(request, "org"), body.path(request, "team"), body.path(request, "user")
     await require_org_admin(request, who, org)
     await db_of(request).run(change, org, team, user)
+    record(request, who, verb.format(user=user, team=f"{org}/{team}"), org)
     return no_content()
 
 
 async def add_member(request: web.Request) -> web.Response:
     """Idempotent, like the CLI: adding a member twice is not an error."""
-    return await _membership(request, _add_member)
+    return await _membership(request, _add_member, "add {user} to team {team}")
 
 
 async def remove_member(request: web.Request) -> web.Response:
-    return await _membership(request, _remove_member)
+    return await _membership(request, _remove_member, "remove {user} from team {team}")
 
 
 # -- robots ------------------------------------------------------------------------------------
@@ -146,6 +154,7 @@ async def create_robot(request: web.Request) -> web.Response:
     await require_org_admin(request, who, org)
     name = body.text(await body.json_object(request, {"name"}), "name")
     robot, secret = await db_of(request).run(_create_robot, org, name)
+    record(request, who, f"create robot {robot.fullname}", org)
     return web.json_response({**robot_json(robot), "secret": secret}, status=201)
 
 
@@ -161,6 +170,7 @@ async def remove_robot(request: web.Request) -> web.Response:
     org, name = body.path(request, "org"), body.path(request, "name")
     await require_org_admin(request, who, org)
     await db_of(request).run(_remove_robot, org, name)
+    record(request, who, f"remove robot {org}{accounts.ROBOT_SEPARATOR}{name}", org)
     return no_content()
 
 

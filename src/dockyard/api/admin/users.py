@@ -21,6 +21,7 @@ from dockyard.api.admin.common import (
     denied,
     no_content,
     not_found,
+    record,
     require_site_admin,
     timestamp,
 )
@@ -48,12 +49,14 @@ def _add_user(conn: sa.Connection, name: str, password: str, admin: bool) -> acc
 
 
 async def create_user(request: web.Request) -> web.Response:
-    require_site_admin(await caller(request))
+    who = await caller(request)
+    require_site_admin(who)
     data = await body.json_object(request, {"name", "password", "admin"})
     name = body.text(data, "name")
     password = body.text(data, "password", MAX_PASSWORD)
     admin = body.flag(data, "admin")
     user = await db_of(request).run(_add_user, name, password, admin)
+    record(request, who, f"create user {name}" + (" as a site administrator" if admin else ""))
     return web.json_response(user_json(user), status=201)
 
 
@@ -70,6 +73,7 @@ async def delete_user(request: web.Request) -> web.Response:
     if name == who.name:
         raise bad_request("you cannot remove your own account")
     await db_of(request).run(_remove_user, name)
+    record(request, who, f"remove user {name}")
     return no_content()
 
 
@@ -95,6 +99,7 @@ async def set_password(request: web.Request) -> web.Response:
     else:
         raise denied("you may only change your own password")
     await db_of(request).run(_set_password, name, password, current)
+    record(request, who, f"{'change' if name == who.name else 'reset'} the password of user {name}")
     return no_content()
 
 
