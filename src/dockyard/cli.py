@@ -150,8 +150,9 @@ def trust(
 
 def _register_admin_commands() -> None:
     from dockyard.auth.cli import audit, org, repo, robot, team, token, user
+    from dockyard.registry.gc_cli import gc
 
-    for group in (user, org, team, repo, token, robot, audit):
+    for group in (user, org, team, repo, token, robot, audit, gc):
         main.add_command(group)
 
 

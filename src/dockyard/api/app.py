@@ -13,10 +13,12 @@ from dockyard.api import auth as auth_api
 from dockyard.api import base, blobs, listing, manifests, uploads
 from dockyard.api.errors import errors_middleware
 from dockyard.api.lifecycle import InFlight
-from dockyard.api.state import AUDIT, AUTH, INFLIGHT, REGISTRY
+from dockyard.api.state import AUDIT, AUTH, INFLIGHT, REGISTRY, SCHEDULE
 from dockyard.auth.audit import AuditLog
 from dockyard.config import Settings
 from dockyard.meta.db import Database
+from dockyard.registry.gc import Collector
+from dockyard.registry.schedule import Schedule
 from dockyard.registry.service import Registry
 from dockyard.storage.filesystem import FilesystemDriver
 from dockyard.tls import server_ssl_context
@@ -47,7 +49,12 @@ def create_app(settings: Settings) -> web.Application:
         from dockyard.api import admin  # imported only with accounts, like _auth_service's modules
 
         admin.setup(app)
-    app[REGISTRY] = Registry(db, storage, pool, gc_grace=settings.gc_grace)
+    registry = app[REGISTRY] = Registry(db, storage, pool, gc_grace=settings.gc_grace)
+    schedule = app[SCHEDULE] = Schedule(
+        registry,
+        Collector(db, storage, settings.gc_grace, settings.upload_ttl, registry.uploads.busy),
+        settings.gc_interval,
+    )
     app[INFLIGHT] = inflight
     audit_log = app[AUDIT] = AuditLog(db)
     app.on_response_prepare.append(_api_version_header)
@@ -55,8 +62,10 @@ def create_app(settings: Settings) -> web.Application:
 
     async def start(_app: web.Application) -> None:
         audit_log.start()
+        schedule.start()
 
     async def close(_app: web.Application) -> None:
+        await schedule.stop()
         await audit_log.stop()
         pool.shutdown(wait=True)
         db.close()

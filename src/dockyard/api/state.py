@@ -8,6 +8,7 @@ from aiohttp import web
 
 from dockyard.api.lifecycle import InFlight
 from dockyard.auth.audit import AuditLog
+from dockyard.registry.schedule import Schedule
 from dockyard.registry.service import Registry
 
 if TYPE_CHECKING:  # only built when access control is on; see api.app
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # only built when access control is on; see api.app
 REGISTRY = web.AppKey("registry", Registry)
 INFLIGHT = web.AppKey("inflight", InFlight)
 AUDIT = web.AppKey("audit", AuditLog)
+SCHEDULE = web.AppKey("schedule", Schedule)
 AUTH: web.AppKey[AuthService] = web.AppKey("auth")
 
 

@@ -1,9 +1,10 @@
 """The registry's domain operations, composed from metadata queries and storage.
 
 Caches: manifest bytes by digest are immutable and cached freely. Tag resolutions and
-"this repository holds that digest" facts are cached only in this process and dropped by every
-write that could change them here. (Several replicas will need a shared invalidation signal;
-see the scale-out issue.)
+"this repository holds that digest" facts are cached only in this process, dropped by every
+write that could change them here, and expire after a few seconds for changes made elsewhere
+(the command line, other replicas). "Blob present" answers expire within a third of the garbage
+collector's grace period; see ``gc`` for why that keeps pushes safe.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dockyard.registry.uploads import Uploads, blob_key
 from dockyard.storage.base import StorageDriver
 
 SMALL_BLOB = 64 * 1024
+STALE_AFTER = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +70,11 @@ class Registry:
         self.hooks = hooks or AllHooks()
         self.uploads = Uploads(db, storage, pool, self.hooks)
         self._manifests: LRU[Manifest] = LRU(4096)  # digest -> Manifest
-        self._tags: LRU[str] = LRU(16384)  # (repo, tag) -> digest
+        # Writes here drop what they change; STALE_AFTER bounds how long a change made by another
+        # process (the CLI's retention run, another replica) can go unseen.
+        self._tags: LRU[str] = LRU(16384, ttl=STALE_AFTER)  # (repo, tag) -> digest
         self._small_blobs: LRU[bytes] = LRU(1024)  # storage key -> bytes, each <= SMALL_BLOB
-        self._members: LRU[int] = LRU(65536)  # (repo, digest) -> 1 (manifests)
+        self._members: LRU[int] = LRU(65536, ttl=STALE_AFTER)  # (repo, digest) -> 1 (manifests)
         # (repo, digest) -> (size, key). Entries expire well within the collector's grace period:
         # a blob cached as present must not be collected before the entry is gone (see gc.py).
         self._blobs: LRU[tuple[int, str]] = LRU(65536, ttl=min(30.0, gc_grace / 3))

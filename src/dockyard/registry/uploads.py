@@ -174,6 +174,11 @@ class Uploads:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id})
         return row
 
+    def busy(self, upload_id: str) -> bool:
+        """A request of this process is writing to the session right now (safe from any thread)."""
+        lock = self._locks.get(upload_id)
+        return lock is not None and lock.locked()
+
     def _lock(self, upload_id: str) -> asyncio.Lock:
         # Requests on one session are serialised: a chunk must land after the one before it.
         lock = self._locks.get(upload_id)
