@@ -183,7 +183,9 @@ def test_stray_files_without_a_row_are_removed(server: RegistryServer, http: htt
 def test_the_lease_keeps_collections_from_overlapping(server: RegistryServer):
     sql(server, "SELECT 1")
     with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-        conn.execute("INSERT INTO leases (name, owner, expires_at) VALUES ('gc', 'elsewhere:1', ?)", (time.time() + 60,))
+        conn.execute(
+            "INSERT INTO leases (name, owner, expires_at) VALUES ('gc', 'elsewhere:1', ?)", (time.time() + 60,)
+        )
     out = subprocess.run(
         [sys.executable, "-m", "dockyard", "gc", "--data-dir", str(server.data_dir)], capture_output=True, text=True
     )
@@ -202,9 +204,7 @@ def test_runs_are_logged(server: RegistryServer):
 
 
 def test_the_server_collects_on_its_schedule(tmp_path: Path):
-    server = RegistryServer(
-        tmp_path / "data", env={"DOCKYARD_GC_INTERVAL": "0.5", "DOCKYARD_GC_GRACE": "0.5"}
-    ).start()
+    server = RegistryServer(tmp_path / "data", env={"DOCKYARD_GC_INTERVAL": "0.5", "DOCKYARD_GC_GRACE": "0.5"}).start()
     try:
         with httpx.Client(base_url=server.url) as http:
             data = b"scheduled away"
