@@ -216,3 +216,33 @@ def test_the_server_collects_on_its_schedule(tmp_path: Path):
             assert sql(server, "SELECT count(*) FROM job_runs WHERE trigger = 'schedule'")[0][0] >= 1
     finally:
         server.stop()
+
+
+def test_the_admin_api_runs_and_lists_collections(tmp_path: Path):
+    server = RegistryServer(
+        tmp_path / "data",
+        env={"DOCKYARD_AUTH": "token", "DOCKYARD_ADMIN_PASSWORD": "gc-admin-pw", "DOCKYARD_GC_INTERVAL": "0"},
+    ).start()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "dockyard", "user", "add", "plain", "--password", "plain-pw-1",
+             "--data-dir", str(server.data_dir)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        admin, plain = ("admin", "gc-admin-pw"), ("plain", "plain-pw-1")
+        with httpx.Client(base_url=server.url + "/api/v1", timeout=30) as api:
+            r = api.post("/gc", params={"dry_run": "true"}, auth=admin)
+            assert r.status_code == 200 and r.json()["dry_run"] is True
+            assert api.post("/gc", auth=admin).json()["dry_run"] is False
+            assert api.post("/gc", auth=plain).json()["errors"][0]["code"] == "DENIED"
+            assert api.post("/gc", auth=None).status_code == 401
+            assert api.post("/gc", params={"dry_run": "maybe"}, auth=admin).status_code == 400
+            runs = api.get("/gc/runs", auth=admin).json()["runs"]
+            assert [(r["trigger"], r["dry_run"]) for r in runs] == [("api", False), ("api", True)]
+            assert api.get("/gc/runs", auth=plain).status_code == 403
+            with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
+                conn.execute("INSERT INTO leases VALUES ('gc', 'elsewhere:2', ?)", (time.time() + 60,))
+            busy = api.post("/gc", auth=admin)
+            assert busy.status_code == 409 and "elsewhere:2" in busy.json()["errors"][0]["message"]
+    finally:
+        server.stop()
