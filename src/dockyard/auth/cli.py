@@ -6,10 +6,17 @@ the first ``serve``), runs one transaction and closes it. ``--data-dir`` and ``-
 accepted on the group and on every command (``dockyard user add NAME --data-dir D`` reads as
 naturally as ``dockyard user --data-dir D add NAME``); DOCKYARD_DATA_DIR and DOCKYARD_CONFIG work
 through ``config.load`` as for ``serve``.
+
+Every change is an "admin" event in the audit log, worded as the admin API words it, and written
+in the change's own transaction (``_change``) with the operating-system user as actor
+(``cli:NAME``) and ``local`` as client. Whoever can open the database may change anything without
+logging in, so the log cannot say who they are; it can at least say that a change was made
+locally, by which system account, and when.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from collections.abc import Callable
@@ -17,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
+import sqlalchemy as sa
 
 from dockyard import config
 from dockyard.auth import accounts, credentials
@@ -71,6 +79,28 @@ def _run(fn: Callable[..., T], *args: Any) -> T:
         db.close()
 
 
+def _cli_actor() -> str:
+    """``cli:`` and the operating-system user: the only identity a local command has."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment and no passwd entry
+        name = "unknown"
+    return f"cli:{name}"[:160]
+
+
+def _change(fn: Callable[..., T], *args: Any, detail: str, repository: str | None = None) -> T:
+    """``_run`` for a change: the change and its audit event commit together, or neither does.
+    ``detail`` says what changed (never a secret); ``repository`` is the repository or namespace
+    it concerns, as in the admin API's events."""
+
+    def change_and_record(conn: sa.Connection) -> T:
+        result = fn(conn, *args)
+        audit_log.write(conn, audit_log.Event(audit_log.ADMIN, _cli_actor(), "local", repository, detail=detail))
+        return result
+
+    return _run(change_and_record)
+
+
 _password = click.option(
     "--password",
     prompt=True,
@@ -108,7 +138,8 @@ def user() -> None:
 @click.option("--admin", is_flag=True, help="Make the user a site administrator (every permission everywhere)")
 def user_add(name: str, password: str, admin: bool) -> None:
     """Create user NAME; they own every repository under NAME/."""
-    _run(accounts.add_user, name, password, admin)
+    _change(accounts.add_user, name, password, admin,
+            detail=f"create user {name}" + (" as a site administrator" if admin else ""))
     click.echo(f"created user {name}" + (" (site admin)" if admin else ""))
 
 
@@ -127,7 +158,7 @@ def user_list() -> None:
 @_password
 def user_passwd(name: str, password: str) -> None:
     """Set the password of user NAME."""
-    _run(accounts.set_password, name, password)
+    _change(accounts.set_password, name, password, detail=f"reset the password of user {name}")
     click.echo(f"password of {name} changed")
 
 
@@ -136,7 +167,7 @@ def user_passwd(name: str, password: str) -> None:
 @click.argument("name")
 def user_remove(name: str) -> None:
     """Remove user NAME with their team memberships and grants (their repositories stay)."""
-    _run(accounts.remove_user, name)
+    _change(accounts.remove_user, name, detail=f"remove user {name}")
     click.echo(f"removed user {name}")
 
 
@@ -145,7 +176,7 @@ def user_remove(name: str) -> None:
 @click.argument("name")
 def user_disable(name: str) -> None:
     """Stop user NAME from logging in or using their tokens; grants are kept."""
-    _run(accounts.set_disabled, name, True)
+    _change(accounts.set_disabled, name, True, detail=f"disable user {name}")
     click.echo(f"disabled user {name}")
 
 
@@ -154,7 +185,7 @@ def user_disable(name: str) -> None:
 @click.argument("name")
 def user_enable(name: str) -> None:
     """Let a disabled user NAME in again."""
-    _run(accounts.set_disabled, name, False)
+    _change(accounts.set_disabled, name, False, detail=f"enable user {name}")
     click.echo(f"enabled user {name}")
 
 
@@ -166,7 +197,8 @@ def user_enable(name: str) -> None:
 @_namespace
 def user_grant(name: str, level: str, repository: str | None, namespace: str | None) -> None:
     """Give user NAME the LEVEL on a repository or a namespace (replacing an earlier grant there)."""
-    _run(accounts.grant, "user", name, level, namespace, repository)
+    _change(accounts.grant, "user", name, level, namespace, repository,
+            detail=audit_log.granted(level, "user", name, namespace, repository), repository=namespace or repository)
     click.echo(f"granted {level.lower()} on {_target(repository, namespace)} to user {name}")
 
 
@@ -177,7 +209,8 @@ def user_grant(name: str, level: str, repository: str | None, namespace: str | N
 @_namespace
 def user_revoke(name: str, repository: str | None, namespace: str | None) -> None:
     """Take back user NAME's grant on a repository or a namespace."""
-    _run(accounts.revoke, "user", name, namespace, repository)
+    _change(accounts.revoke, "user", name, namespace, repository,
+            detail=audit_log.revoked("user", name, namespace, repository), repository=namespace or repository)
     click.echo(f"revoked user {name}'s grant on {_target(repository, namespace)}")
 
 
@@ -203,7 +236,7 @@ def org() -> None:
 @click.argument("name")
 def org_create(name: str) -> None:
     """Create organization NAME (a name no user has)."""
-    _run(accounts.create_org, name)
+    _change(accounts.create_org, name, detail=f"create organization {name}", repository=name)
     click.echo(f"created organization {name}")
 
 
@@ -230,7 +263,7 @@ def team() -> None:
 @click.argument("name", metavar="TEAM")
 def team_create(org_name: str, name: str) -> None:
     """Create team TEAM in organization ORG."""
-    _run(accounts.create_team, org_name, name)
+    _change(accounts.create_team, org_name, name, detail=f"create team {org_name}/{name}", repository=org_name)
     click.echo(f"created team {org_name}/{name}")
 
 
@@ -250,7 +283,8 @@ def team_list(org_name: str) -> None:
 @click.argument("user_name", metavar="USER")
 def team_add_member(org_name: str, name: str, user_name: str) -> None:
     """Add USER to ORG/TEAM."""
-    _run(accounts.add_member, org_name, name, user_name)
+    _change(accounts.add_member, org_name, name, user_name,
+            detail=f"add {user_name} to team {org_name}/{name}", repository=org_name)
     click.echo(f"added {user_name} to {org_name}/{name}")
 
 
@@ -261,7 +295,8 @@ def team_add_member(org_name: str, name: str, user_name: str) -> None:
 @click.argument("user_name", metavar="USER")
 def team_remove_member(org_name: str, name: str, user_name: str) -> None:
     """Remove USER from ORG/TEAM."""
-    _run(accounts.remove_member, org_name, name, user_name)
+    _change(accounts.remove_member, org_name, name, user_name,
+            detail=f"remove {user_name} from team {org_name}/{name}", repository=org_name)
     click.echo(f"removed {user_name} from {org_name}/{name}")
 
 
@@ -274,7 +309,10 @@ def team_remove_member(org_name: str, name: str, user_name: str) -> None:
 @_namespace
 def team_grant(org_name: str, name: str, level: str, repository: str | None, namespace: str | None) -> None:
     """Give ORG/TEAM the LEVEL on a repository or a namespace (replacing an earlier grant there)."""
-    _run(accounts.grant, "team", f"{org_name}/{name}", level, namespace, repository)
+    team_name = f"{org_name}/{name}"
+    _change(accounts.grant, "team", team_name, level, namespace, repository,
+            detail=audit_log.granted(level, "team", team_name, namespace, repository),
+            repository=namespace or repository)
     click.echo(f"granted {level.lower()} on {_target(repository, namespace)} to team {org_name}/{name}")
 
 
@@ -286,7 +324,9 @@ def team_grant(org_name: str, name: str, level: str, repository: str | None, nam
 @_namespace
 def team_revoke(org_name: str, name: str, repository: str | None, namespace: str | None) -> None:
     """Take back ORG/TEAM's grant on a repository or a namespace."""
-    _run(accounts.revoke, "team", f"{org_name}/{name}", namespace, repository)
+    team_name = f"{org_name}/{name}"
+    _change(accounts.revoke, "team", team_name, namespace, repository,
+            detail=audit_log.revoked("team", team_name, namespace, repository), repository=namespace or repository)
     click.echo(f"revoked team {org_name}/{name}'s grant on {_target(repository, namespace)}")
 
 
@@ -314,7 +354,8 @@ def repo() -> None:
 @click.argument("visibility", type=click.Choice(["public", "private"]))
 def repo_visibility(name: str, visibility: str) -> None:
     """Make repository NAME public (anyone may pull, anonymous included) or private."""
-    _run(accounts.set_visibility, name, visibility == "public")
+    _change(accounts.set_visibility, name, visibility == "public",
+            detail=f"make repository {name} {visibility}", repository=name)
     click.echo(f"{name} is now {visibility}")
 
 
@@ -350,7 +391,9 @@ def token_create(user_name: str, name: str, scope: str, expires_days: int | None
     The secret is the only thing on standard output, so a script can capture it; use it as the
     password with USER as the login name (docker login -u USER --password-stdin).
     """
-    _token_id, secret = _run(credentials.create_token, user_name, name, scope, expires_days)
+    lifetime = f"expires in {expires_days} days" if expires_days else "no expiry"
+    _token_id, secret = _change(credentials.create_token, user_name, name, scope, expires_days,
+                                detail=f"create token {name} of user {user_name} (scope {scope}, {lifetime})")
     expiry = f", expires {_when(time.time() + expires_days * 86400)}" if expires_days else ""
     click.echo(f"created token {name} for {user_name} ({scope}{expiry}); the secret is shown once:", err=True)
     click.echo(secret)
@@ -374,7 +417,7 @@ def token_list(user_name: str) -> None:
 @click.argument("name")
 def token_revoke(user_name: str, name: str) -> None:
     """Revoke USER's token NAME: logins with it fail at once, tokens issued from it within seconds."""
-    _run(credentials.revoke_token, user_name, name)
+    _change(credentials.revoke_token, user_name, name, detail=f"revoke token {name} of user {user_name}")
     click.echo(f"revoked token {name} of {user_name}")
 
 
@@ -401,7 +444,8 @@ def robot_create(org_name: str, name: str) -> None:
 
     It can do nothing until granted access with 'dockyard robot grant'.
     """
-    fullname, secret = _run(credentials.create_robot, org_name, name)
+    fullname, secret = _change(credentials.create_robot, org_name, name,
+                               detail=f"create robot {_robot(org_name, name)}", repository=org_name)
     click.echo(f"created robot {fullname}; the secret is shown once:", err=True)
     click.echo(fullname)
     click.echo(secret)
@@ -422,7 +466,8 @@ def robot_list(org_name: str) -> None:
 @click.argument("name")
 def robot_remove(org_name: str, name: str) -> None:
     """Remove robot ORG+NAME and its grants; its tokens stop working within seconds."""
-    _run(credentials.remove_robot, org_name, name)
+    _change(credentials.remove_robot, org_name, name, detail=f"remove robot {_robot(org_name, name)}",
+            repository=org_name)
     click.echo(f"removed robot {_robot(org_name, name)}")
 
 
@@ -435,7 +480,10 @@ def robot_remove(org_name: str, name: str) -> None:
 @_namespace
 def robot_grant(org_name: str, name: str, level: str, repository: str | None, namespace: str | None) -> None:
     """Give robot ORG+NAME the LEVEL on a repository or namespace of ORG (replacing an earlier grant there)."""
-    _run(accounts.grant, "robot", _robot(org_name, name), level, namespace, repository)
+    robot_name = _robot(org_name, name)
+    _change(accounts.grant, "robot", robot_name, level, namespace, repository,
+            detail=audit_log.granted(level, "robot", robot_name, namespace, repository),
+            repository=namespace or repository)
     click.echo(f"granted {level.lower()} on {_target(repository, namespace)} to robot {_robot(org_name, name)}")
 
 
@@ -447,7 +495,9 @@ def robot_grant(org_name: str, name: str, level: str, repository: str | None, na
 @_namespace
 def robot_revoke(org_name: str, name: str, repository: str | None, namespace: str | None) -> None:
     """Take back robot ORG+NAME's grant on a repository or a namespace."""
-    _run(accounts.revoke, "robot", _robot(org_name, name), namespace, repository)
+    robot_name = _robot(org_name, name)
+    _change(accounts.revoke, "robot", robot_name, namespace, repository,
+            detail=audit_log.revoked("robot", robot_name, namespace, repository), repository=namespace or repository)
     click.echo(f"revoked robot {_robot(org_name, name)}'s grant on {_target(repository, namespace)}")
 
 

@@ -65,7 +65,11 @@ class AuthService:
         disabled, or the credential the refresh token came from was revoked, expired or removed."""
         if credential_id is not None and not await self.db.read(credentials.credential_active, credential_id):
             return None
-        return await self.db.read(accounts.principal_by_id, principal.kind, principal.id)
+        found = await self.db.read(accounts.principal_by_id, principal.kind, principal.id)
+        # The name must match as well as the id: SQLite hands the id of the newest user out again
+        # once that user is removed, and a removed user's token must not become the next user's.
+        # Accounts are never renamed, so for a live account the two always agree.
+        return found if found is not None and found.name == principal.name else None
 
     async def credential_active(self, credential_id: str) -> bool:
         """Whether the credential a token was issued from is still usable, as of at most
