@@ -593,6 +593,7 @@ _WITH_BODY = [(m, p) for m, p in _operations() if "requestBody" in DOCUMENT["pat
 )
 def test_malformed_bodies_are_400(api: AdminApi, method: str, path: str, content: bytes):
     concrete = path.replace("{org}", "acme").replace("/users/{name}", "/users/admin").replace("{name}", "admin/app")
+    concrete = concrete.replace("{namespace}", "acme")
     r = api.call("admin", method, concrete.removeprefix("/api/v1"), content=content,
                  headers={"Content-Type": "application/json"})
     assert_error(r, 400, "BAD_REQUEST")

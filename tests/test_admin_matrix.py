@@ -19,8 +19,10 @@ only the OpenAPI document is open to all; anyone else without a live login gets 
 challenge; a robot may ask who it is (``GET /me``) and gets 403 for everything else; a personal
 access token below scope 'admin' reads what its user may read and gets 403 for any change; then
 each operation needs any user (oneself: tokens, own password, the organizations one sees), an
-administrator of the organization (teams, robots, grants on and visibility in its namespace; a site
-admin administers everything), or a site admin (users, organizations, the audit log).
+administrator of the organization (teams, robots, grants on and visibility in its namespace,
+policies and webhooks there; a site admin administers everything), or a site admin (users,
+organizations, quotas, the audit log, garbage collection). Usage of one repository needs read on
+it, and a caller without it gets 404, as for a repository that does not exist.
 
 Every cell asserts the exact status, and the error code for refusals. Operations that change
 something get a fresh target made by the site admin (a user, team, robot, token, grant of their
@@ -155,6 +157,40 @@ def _grant_query(team: str) -> dict[str, str]:
     return {"subject_type": "team", "subject": f"{ORG}/{team}", "namespace": ORG}
 
 
+def _policy_op(method: str, kind: str) -> Callable[[World, str], httpx.Response]:
+    """``method`` on the ``kind`` policy of a fresh repository of the organization (made first by
+    the site admin, unless the call is the one that sets it)."""
+    rules = {"retention": {"keep_last": 5}, "immutability": {"patterns": ["v*"]}}[kind]
+
+    def request(w: World, caller: str) -> httpx.Response:
+        target = {"repository": f"{ORG}/{repo('policy')}"}
+        if method != "PUT":
+            w.ok("PUT", f"/policies/{kind}", 200, params=target, json=rules)
+        return w.call(caller, method, f"/policies/{kind}", params=target, json=rules if method == "PUT" else None)
+
+    return request
+
+
+def _remove_quota(w: World, caller: str) -> httpx.Response:
+    namespace = repo("ns")
+    w.ok("PUT", f"/quotas/{namespace}", 200, json={"limit_bytes": 10**9})
+    return w.call(caller, "DELETE", f"/quotas/{namespace}")
+
+
+HOOK_URL = "http://127.0.0.1:9/hook"  # nothing listens: deliveries stay pending, retried later
+
+
+def _fresh_webhook(w: World) -> int:
+    body = {"namespace": ORG, "url": HOOK_URL, "events": ["push"]}
+    return w.ok("POST", "/webhooks", 201, json=body).json()["id"]
+
+
+def _redeliver(w: World, caller: str) -> httpx.Response:
+    hook = _fresh_webhook(w)
+    delivery = w.ok("POST", f"/webhooks/{hook}/ping", 202).json()["delivery_id"]
+    return w.call(caller, "POST", f"/webhooks/{hook}/deliveries/{delivery}/redeliver")
+
+
 def _own_password(w: World, caller: str) -> httpx.Response:
     """Set one's password to what it is, proving the current one: changes nothing for later cells."""
     name = ACCOUNT.get(caller, "admin" if caller != "robot" else f"{ORG}+ci")
@@ -253,6 +289,39 @@ OPS: dict[str, Op] = {
         c, "PUT", f"/repositories/{REPOSITORY}/visibility", json={"visibility": "private"})),
     # the audit log
     "read the audit log": Op("GET", "/audit", "site admin", 200, lambda w, c: w.call(c, "GET", "/audit")),
+    # retention and immutability policies, retention runs, quotas
+    "list policies": Op("GET", "/policies", "user", 200, lambda w, c: w.call(c, "GET", "/policies")),
+    **{f"{verb} a {kind} policy": Op(method, f"/policies/{kind}", "org admin", status, _policy_op(method, kind))
+       for kind in ("retention", "immutability")
+       for verb, method, status in (("read", "GET", 200), ("set", "PUT", 200), ("remove", "DELETE", 204))},
+    "run retention": Op("POST", "/retention/run", "org admin", 200, lambda w, c: w.call(
+        c, "POST", "/retention/run", params={"namespace": ORG, "dry_run": "true"})),
+    "list retention runs": Op("GET", "/retention/runs", "site admin", 200, lambda w, c: w.call(
+        c, "GET", "/retention/runs")),
+    "list quotas": Op("GET", "/quotas", "user", 200, lambda w, c: w.call(c, "GET", "/quotas")),
+    "read a quota": Op("GET", "/quotas/{namespace}", "org admin", 200, lambda w, c: w.call(c, "GET", f"/quotas/{ORG}")),
+    "set a quota": Op("PUT", "/quotas/{namespace}", "site admin", 200, lambda w, c: w.call(
+        c, "PUT", f"/quotas/{repo('ns')}", json={"limit_bytes": 10**9})),
+    "remove a quota": Op("DELETE", "/quotas/{namespace}", "site admin", 204, _remove_quota),
+    # webhooks: managed by whoever administers their target
+    "list webhooks": Op("GET", "/webhooks", "user", 200, lambda w, c: w.call(c, "GET", "/webhooks")),
+    "create webhook": Op("POST", "/webhooks", "org admin", 201, lambda w, c: w.call(
+        c, "POST", "/webhooks", json={"namespace": ORG, "url": HOOK_URL})),
+    "remove webhook": Op("DELETE", "/webhooks/{id}", "org admin", 204, lambda w, c: w.call(
+        c, "DELETE", f"/webhooks/{_fresh_webhook(w)}")),
+    "delivery log": Op("GET", "/webhooks/{id}/deliveries", "org admin", 200, lambda w, c: w.call(
+        c, "GET", f"/webhooks/{_fresh_webhook(w)}/deliveries")),
+    "redeliver": Op("POST", "/webhooks/{id}/deliveries/{delivery_id}/redeliver", "org admin", 202, _redeliver),
+    "ping webhook": Op("POST", "/webhooks/{id}/ping", "org admin", 202, lambda w, c: w.call(
+        c, "POST", f"/webhooks/{_fresh_webhook(w)}/ping")),
+    # usage: what the caller can pull; a private repository they cannot is "not found"
+    "usage overview": Op("GET", "/usage", "user", 200, lambda w, c: w.call(c, "GET", "/usage")),
+    "usage of a repository": Op("GET", "/usage/repositories/{name:.+}", "reader", 200, lambda w, c: w.call(
+        c, "GET", f"/usage/repositories/{REPOSITORY}")),
+    # garbage collection spans every repository
+    "run a collection": Op("POST", "/gc", "site admin", 200, lambda w, c: w.call(
+        c, "POST", "/gc", params={"dry_run": "true"})),
+    "list collections": Op("GET", "/gc/runs", "site admin", 200, lambda w, c: w.call(c, "GET", "/gc/runs")),
 }
 
 
@@ -268,6 +337,8 @@ def expected(caller: str, op: str) -> tuple[int, str | None]:
         return (success, None) if need == "anyone" else (403, "DENIED")
     if method not in SAFE_METHODS and not role.writes:
         return 403, "DENIED"
+    if need == "reader":  # may pull the private repository; anyone else must not learn it exists
+        return (success, None) if role.org_admin else (404, "NOT_FOUND")
     allowed = {"anyone": True, "user": True, "org admin": role.org_admin, "site admin": role.site_admin}[need]
     return (success, None) if allowed else (403, "DENIED")
 
@@ -337,3 +408,20 @@ def test_grant_listings_by_subject_do_not_reveal_who_exists(world: World, caller
     else:
         assert existing.json() == {"grants": []}
         assert (missing.status_code, missing.json()) == (200, {"grants": []})
+
+
+def test_a_removed_users_tokens_do_not_become_the_next_users(world: World):
+    """SQLite gives the id of the newest user to the next one once it is removed; the tokens of
+    the removed user (which carry that id) must die with it, not act as the new account, here a
+    site admin. Found while building this matrix: the admin API answered them as the new user."""
+    gone = world.fresh_user()
+    r = httpx.get(f"{world.url}/token", params={"service": "dockyard", "offline_token": "true"},
+                  auth=(gone, "fresh-pw-123"))
+    access, refresh = r.json()["token"], r.json()["refresh_token"]
+    world.ok("DELETE", f"/users/{gone}", 204)
+    world.ok("POST", "/users", 201, json={"name": repo("boss"), "password": "boss-pw-123", "admin": True})
+    r = httpx.get(f"{world.url}/api/v1/me", headers={"Authorization": f"Bearer {access}"})
+    assert_error(r, 401, "UNAUTHORIZED")
+    r = httpx.post(f"{world.url}/token", data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                               "service": "dockyard"})
+    assert r.status_code == 401, r.text

@@ -151,8 +151,11 @@ def trust(
 def _register_admin_commands() -> None:
     from dockyard.auth.cli import audit, org, repo, robot, team, token, user
     from dockyard.registry.gc_cli import gc
+    from dockyard.registry.policies_cli import COMMANDS as policy_commands
+    from dockyard.registry.usage_cli import usage
+    from dockyard.registry.webhooks_cli import webhook
 
-    for group in (user, org, team, repo, token, robot, audit, gc):
+    for group in (user, org, team, repo, token, robot, audit, gc, usage, webhook, *policy_commands):
         main.add_command(group)
 
 

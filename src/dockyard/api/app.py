@@ -10,16 +10,21 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from dockyard.api import auth as auth_api
-from dockyard.api import base, blobs, listing, manifests, uploads
+from dockyard.api import base, blobs, health, listing, manifests, metrics, uploads
 from dockyard.api.errors import errors_middleware
 from dockyard.api.lifecycle import InFlight
-from dockyard.api.state import AUDIT, AUTH, INFLIGHT, REGISTRY, SCHEDULE
+from dockyard.api.state import AUDIT, AUTH, INFLIGHT, PRICES, REGISTRY, SCHEDULE, WEBHOOKS
 from dockyard.auth.audit import AuditLog
 from dockyard.config import Settings
 from dockyard.meta.db import Database
+from dockyard.registry import webhooks
+from dockyard.registry.enforcement import PolicyHooks
 from dockyard.registry.gc import Collector
+from dockyard.registry.retention import run_scheduled_retention
 from dockyard.registry.schedule import Schedule
 from dockyard.registry.service import Registry
+from dockyard.registry.usage import UsageRecorder
+from dockyard.registry.usage_report import Prices
 from dockyard.storage.filesystem import FilesystemDriver
 from dockyard.tls import server_ssl_context
 
@@ -39,7 +44,8 @@ def create_app(settings: Settings) -> web.Application:
     # Hashing, writing, fsync and rename run here so the event loop keeps serving.
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="io")
     inflight = InFlight()
-    middlewares = [inflight.middleware, errors_middleware]
+    app_metrics = metrics.Metrics(db, settings.metrics_token)
+    middlewares = [app_metrics.middleware, inflight.middleware, errors_middleware]  # metrics see every answer
     if settings.auth == "token":
         middlewares.append(auth_api.authorization_middleware)
     app = web.Application(middlewares=middlewares)
@@ -50,11 +56,18 @@ def create_app(settings: Settings) -> web.Application:
 
         admin.setup(app)
     registry = app[REGISTRY] = Registry(db, storage, pool, gc_grace=settings.gc_grace)
+    registry.hooks.add(PolicyHooks())  # tag immutability and quotas, ahead of hooks that record changes
     schedule = app[SCHEDULE] = Schedule(
         registry,
         Collector(db, storage, settings.gc_grace, settings.upload_ttl, registry.uploads.busy),
         settings.gc_interval,
+        before_gc=lambda: run_scheduled_retention(db, registry.hooks),  # retention frees, GC removes
     )
+    webhook_service = app[WEBHOOKS] = webhooks.setup(registry, db, settings)
+    usage = UsageRecorder(db)
+    registry.hooks.add(usage)
+    registry.hooks.add(app_metrics)
+    app[PRICES] = Prices(settings.price_storage_gb_month, settings.price_egress_gb)
     app[INFLIGHT] = inflight
     audit_log = app[AUDIT] = AuditLog(db)
     app.on_response_prepare.append(_api_version_header)
@@ -62,11 +75,15 @@ def create_app(settings: Settings) -> web.Application:
 
     async def start(_app: web.Application) -> None:
         audit_log.start()
+        usage.start()
         schedule.start()
+        await webhook_service.start()
 
     async def close(_app: web.Application) -> None:
+        await webhook_service.stop()  # writes queued pull events: before the database closes
         await schedule.stop()
         await audit_log.stop()
+        await usage.stop()
         pool.shutdown(wait=True)
         db.close()
 
@@ -79,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
     uploads.setup(app)
     listing.setup(app)
     base.setup(app)
+    metrics.setup(app, app_metrics)
+    health.setup(app, registry)
     return app
 
 
@@ -122,6 +141,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     scheme = "https" if ssl_context else "http"
     print(f"dockyard listening on {scheme}://{settings.host}:{settings.port}", flush=True)
+    metrics_runner = await metrics.start_port(app, settings)  # /metrics on its own port, if configured
     try:
         await stop.wait()
         print("dockyard stopping: draining in-flight requests", flush=True)
@@ -129,6 +149,8 @@ async def serve(settings: Settings) -> None:
         if not await app[INFLIGHT].drain(settings.shutdown_timeout):
             print("dockyard: shutdown timeout reached, cutting off the remaining requests", flush=True)
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runner.cleanup()
 
 

@@ -276,7 +276,18 @@ policies = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.CheckConstraint("(namespace IS NULL) <> (repository IS NULL)", name="ck_policies_one_target"),
     sa.CheckConstraint("kind IN ('retention', 'immutability')", name="ck_policies_kind"),
-    sa.UniqueConstraint("kind", "namespace", "repository", name="uq_policies_target"),
+    # One policy of a kind per target: partial indexes, since NULLs are distinct in a plain UNIQUE.
+    *(
+        sa.Index(
+            f"uq_policies_{target}",
+            "kind",
+            target,
+            unique=True,
+            sqlite_where=sa.text(f"{target} IS NOT NULL"),
+            postgresql_where=sa.text(f"{target} IS NOT NULL"),
+        )
+        for target in ("namespace", "repository")
+    ),
 )
 
 # Storage quota per namespace, in bytes of distinct blobs and manifests.

@@ -39,6 +39,9 @@ class Hooks(Protocol):
     ) -> None:
         """A manifest is about to be stored and ``tags`` pointed at it (immutability, quota)."""
 
+    def after_manifest(self, conn: sa.Connection, repository: str, digest: str, size: int, tags: Sequence[str]) -> None:
+        """The manifest is stored and tagged, still inside the transaction (quota: usage after)."""
+
     def before_untag(self, conn: sa.Connection, repository: str, tags: Sequence[str]) -> None:
         """``tags`` are about to be removed or, for a manifest delete, unlinked (immutability)."""
 
@@ -58,6 +61,9 @@ class NoHooks:
     def before_manifest(
         self, conn: sa.Connection, repository: str, digest: str, size: int, tags: Sequence[str]
     ) -> None:
+        pass
+
+    def after_manifest(self, conn: sa.Connection, repository: str, digest: str, size: int, tags: Sequence[str]) -> None:
         pass
 
     def before_untag(self, conn: sa.Connection, repository: str, tags: Sequence[str]) -> None:
@@ -88,6 +94,10 @@ class AllHooks(NoHooks):
     ) -> None:
         for hook in self.hooks:
             hook.before_manifest(conn, repository, digest, size, tags)
+
+    def after_manifest(self, conn: sa.Connection, repository: str, digest: str, size: int, tags: Sequence[str]) -> None:
+        for hook in self.hooks:
+            hook.after_manifest(conn, repository, digest, size, tags)
 
     def before_untag(self, conn: sa.Connection, repository: str, tags: Sequence[str]) -> None:
         for hook in self.hooks:

@@ -53,7 +53,7 @@ class Schedule:
                 log.exception("scheduled lifecycle run failed")
 
     async def run_once(self, trigger: str, dry_run: bool = False) -> Report:
-        if self.before_gc is not None and not dry_run:
+        if self.before_gc is not None and trigger == "schedule":
             await self.before_gc()
         report = await asyncio.to_thread(self.collector.run, dry_run, trigger)
         if not dry_run:

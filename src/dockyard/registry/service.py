@@ -215,6 +215,7 @@ class Registry:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", detail={"missing": sorted(missing)}, status=400)
             self.hooks.before_manifest(conn, name, digest, len(content), tag_names)
             store.put_manifest(conn, name, record, references, tag_names)
+            self.hooks.after_manifest(conn, name, digest, len(content), tag_names)
             change = Change("push", name, digest, tuple(tag_names), parsed.media_type, len(content), actor, time.time())
             self.hooks.changed(conn, change)
 

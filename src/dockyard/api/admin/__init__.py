@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.api.admin import audit, grants, me, openapi, orgs, users
+from dockyard.api.admin import audit, gc, grants, me, openapi, orgs, policies, usage, users, webhooks
 from dockyard.api.admin.common import json_errors
 
 PREFIX = "/api/v1"
-ROUTES = [*openapi.ROUTES, *me.ROUTES, *users.ROUTES, *orgs.ROUTES, *grants.ROUTES, *audit.ROUTES]
+ROUTES = [*openapi.ROUTES, *me.ROUTES, *users.ROUTES, *orgs.ROUTES, *grants.ROUTES, *audit.ROUTES, *webhooks.ROUTES,
+          *policies.ROUTES, *usage.ROUTES, *gc.ROUTES]
 
 
 def create() -> web.Application:

@@ -19,15 +19,14 @@ def _one_target() -> list[sa.Column]:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("repositories") as batch:
-        batch.add_column(sa.Column("last_push_at", sa.Float, nullable=True))
-        batch.add_column(sa.Column("last_pull_at", sa.Float, nullable=True))
-    with op.batch_alter_table("blobs") as batch:
-        batch.add_column(sa.Column("storage_key", sa.String(300), nullable=True))
-        batch.add_column(sa.Column("unreferenced_since", sa.Float, nullable=True))
+    # Plain ADD/DROP COLUMN, not batch copies: with foreign keys on, SQLite cannot drop a table
+    # that tags and links reference, and both engines add and drop nullable columns in place.
+    op.add_column("repositories", sa.Column("last_push_at", sa.Float, nullable=True))
+    op.add_column("repositories", sa.Column("last_pull_at", sa.Float, nullable=True))
+    op.add_column("blobs", sa.Column("storage_key", sa.String(300), nullable=True))
+    op.add_column("blobs", sa.Column("unreferenced_since", sa.Float, nullable=True))
     op.create_index("ix_blobs_unreferenced_since", "blobs", ["unreferenced_since"])
-    with op.batch_alter_table("repository_manifests") as batch:
-        batch.add_column(sa.Column("last_pulled_at", sa.Float, nullable=True))
+    op.add_column("repository_manifests", sa.Column("last_pulled_at", sa.Float, nullable=True))
 
     op.create_table(
         "usage_daily",
@@ -48,8 +47,16 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float, nullable=False),
         sa.CheckConstraint("(namespace IS NULL) <> (repository IS NULL)", name="ck_policies_one_target"),
         sa.CheckConstraint("kind IN ('retention', 'immutability')", name="ck_policies_kind"),
-        sa.UniqueConstraint("kind", "namespace", "repository", name="uq_policies_target"),
     )
+    for target in ("namespace", "repository"):
+        op.create_index(
+            f"uq_policies_{target}",
+            "policies",
+            ["kind", target],
+            unique=True,
+            sqlite_where=sa.text(f"{target} IS NOT NULL"),
+            postgresql_where=sa.text(f"{target} IS NOT NULL"),
+        )
     op.create_table(
         "quotas",
         sa.Column("namespace", sa.String(255), primary_key=True),
@@ -110,12 +117,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in ("leases", "job_runs", "webhook_deliveries", "webhooks", "quotas", "policies", "usage_daily"):
         op.drop_table(table)
-    with op.batch_alter_table("repository_manifests") as batch:
-        batch.drop_column("last_pulled_at")
+    op.drop_column("repository_manifests", "last_pulled_at")
     op.drop_index("ix_blobs_unreferenced_since", "blobs")
-    with op.batch_alter_table("blobs") as batch:
-        batch.drop_column("unreferenced_since")
-        batch.drop_column("storage_key")
-    with op.batch_alter_table("repositories") as batch:
-        batch.drop_column("last_pull_at")
-        batch.drop_column("last_push_at")
+    op.drop_column("blobs", "unreferenced_since")
+    op.drop_column("blobs", "storage_key")
+    op.drop_column("repositories", "last_pull_at")
+    op.drop_column("repositories", "last_push_at")

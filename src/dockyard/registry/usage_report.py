@@ -1,0 +1,541 @@
+"""Usage figures and monthly cost estimates per repository, per namespace and for the registry.
+
+What a repository *stores* is what its manifests keep alive: the manifests linked to it and the
+distinct blobs they reference (``manifest_references`` of kind 'blob'). Uploaded blobs that no
+manifest references yet, and blobs or manifests waiting for garbage collection, belong to no
+repository; they count in the registry's physical total only (``unreferenced_bytes``).
+
+Deduplication makes "how much does this repository cost" a matter of definition, so three
+figures are given:
+
+* ``stored_bytes``: everything the repository needs (what a copy of it elsewhere would take).
+* ``unique_bytes``: the part no other repository holds (what deleting it would free);
+  ``shared_bytes`` is the rest.
+* ``attributed_bytes``: each blob and manifest split evenly between the repositories holding
+  it. These add up, over all repositories, to the referenced total; costs use them, so that the
+  per-repository costs add up to the registry's.
+
+A namespace (the first path component) counts each blob and manifest once however many of its
+repositories hold it; its unique part is what no other namespace holds. Its attributed bytes and
+activity are the sums over its repositories. A namespace with a storage quota shows its limit,
+use and headroom as ``dockyard.registry.quotas`` counts them (the one definition the quota check
+uses: blobs linked to the namespace count even before a manifest references them).
+
+Cost per month = attributed GB x the storage price per GB-month + GB served in the last 30 days x
+the egress price per GB, with 1 GB = 10^9 bytes (as storage and transfer are billed).
+
+Every figure comes from a handful of set-based queries (grouped joins, no query per repository),
+so a report over 10,000 blobs in 500 repositories is a few queries whatever the sizes. The
+filters (``visible``, ``namespace``, ``repository``) narrow what is reported, never what "shared" means: a blob
+is shared when any other repository holds it, listed or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from dockyard.auth.access import namespace_of
+from dockyard.meta import portable
+from dockyard.meta.tables import (
+    blobs,
+    manifest_references,
+    manifests,
+    repositories,
+    repository_manifests,
+    tags,
+    usage_daily,
+)
+from dockyard.meta.tables import quotas as quota_table
+from dockyard.registry import quotas
+from dockyard.registry.usage import COUNTERS
+
+BYTES_PER_GB = 10**9
+COST_WINDOW_DAYS = 30  # egress in the cost estimate: the bytes served in the last 30 days
+MAX_DAYS = 366
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    storage_gb_month: float
+    egress_gb: float
+
+    def cost(self, attributed_bytes: float, served_bytes_30d: int) -> dict[str, float]:
+        storage = attributed_bytes / BYTES_PER_GB * self.storage_gb_month
+        egress = served_bytes_30d / BYTES_PER_GB * self.egress_gb
+        return {"storage": storage, "egress": egress, "total": storage + egress}
+
+    def as_json(self) -> dict[str, Any]:
+        return {"storage_gb_month": self.storage_gb_month, "egress_gb": self.egress_gb, "bytes_per_gb": BYTES_PER_GB}
+
+
+@dataclass(slots=True)
+class Activity:
+    """Pushes, pulls and bytes within the report's window, and bytes served in the cost window."""
+
+    pushes: int = 0
+    pulls: int = 0
+    bytes_served: int = 0
+    bytes_received: int = 0
+    bytes_served_30d: int = 0
+
+    def add(self, other: Activity) -> None:
+        for name in (*COUNTERS, "bytes_served_30d"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_json(self) -> dict[str, int]:
+        return {name: int(getattr(self, name)) for name in (*COUNTERS, "bytes_served_30d")}
+
+
+@dataclass(slots=True)
+class Footprint:
+    """Bytes held, split into unique and shared, and how many blobs and manifests."""
+
+    stored_bytes: int = 0
+    unique_bytes: int = 0
+    attributed_bytes: float = 0.0
+    blobs: int = 0
+    manifests: int = 0
+
+    def add(self, other: Footprint) -> None:
+        self.stored_bytes += other.stored_bytes
+        self.unique_bytes += other.unique_bytes
+        self.attributed_bytes += other.attributed_bytes
+        self.blobs += other.blobs
+        self.manifests += other.manifests
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stored_bytes": int(self.stored_bytes),
+            "unique_bytes": int(self.unique_bytes),
+            "shared_bytes": int(self.stored_bytes - self.unique_bytes),
+            "attributed_bytes": round(self.attributed_bytes, 3),
+            "blobs": int(self.blobs),
+            "manifests": int(self.manifests),
+        }
+
+
+@dataclass(slots=True)
+class RepositoryUsage:
+    id: int
+    name: str
+    footprint: Footprint = field(default_factory=Footprint)
+    tags: int = 0
+    activity: Activity = field(default_factory=Activity)
+    last_push_at: float | None = None
+    last_pull_at: float | None = None
+    daily: list[dict[str, Any]] | None = None  # per-day counts, for one repository's report
+
+    @property
+    def namespace(self) -> str:
+        return namespace_of(self.name)
+
+    def as_json(self, prices: Prices) -> dict[str, Any]:
+        body = {
+            "name": self.name,
+            "namespace": self.namespace,
+            **self.footprint.as_json(),
+            "tags": self.tags,
+            **self.activity.as_json(),
+            "last_push_at": timestamp(self.last_push_at),
+            "last_pull_at": timestamp(self.last_pull_at),
+            "cost": prices.cost(self.footprint.attributed_bytes, self.activity.bytes_served_30d),
+        }
+        if self.daily is not None:
+            body["daily"] = self.daily
+        return body
+
+
+@dataclass(slots=True)
+class NamespaceUsage:
+    name: str
+    repositories: int = 0
+    complete: bool = True  # False when the caller sees only some of its repositories
+    footprint: Footprint = field(default_factory=Footprint)
+    tags: int = 0
+    activity: Activity = field(default_factory=Activity)
+    last_push_at: float | None = None
+    last_pull_at: float | None = None
+    quota: quotas.QuotaStatus | None = None
+
+    def as_json(self, prices: Prices) -> dict[str, Any]:
+        quota = None
+        if self.quota is not None and self.quota.limit_bytes is not None and self.complete:
+            q = self.quota
+            quota = {"limit_bytes": q.limit_bytes, "used_bytes": q.used_bytes, "headroom_bytes": q.headroom_bytes}
+        return {
+            "name": self.name,
+            "repositories": self.repositories,
+            "complete": self.complete,
+            **self.footprint.as_json(),
+            "tags": self.tags,
+            **self.activity.as_json(),
+            "last_push_at": timestamp(self.last_push_at),
+            "last_pull_at": timestamp(self.last_pull_at),
+            "cost": prices.cost(self.footprint.attributed_bytes, self.activity.bytes_served_30d),
+            "quota": quota,
+        }
+
+
+@dataclass(slots=True)
+class Totals:
+    """The whole registry, physically: every stored blob and manifest, referenced or not."""
+
+    repositories: int = 0
+    namespaces: int = 0
+    blobs: int = 0
+    blob_bytes: int = 0
+    manifests: int = 0
+    manifest_bytes: int = 0
+    referenced_bytes: int = 0
+    tags: int = 0
+    activity: Activity = field(default_factory=Activity)
+
+    def as_json(self, prices: Prices) -> dict[str, Any]:
+        stored = self.blob_bytes + self.manifest_bytes
+        return {
+            "repositories": self.repositories,
+            "namespaces": self.namespaces,
+            "blobs": self.blobs,
+            "manifests": self.manifests,
+            "tags": self.tags,
+            "stored_bytes": stored,
+            "blob_bytes": self.blob_bytes,
+            "manifest_bytes": self.manifest_bytes,
+            "referenced_bytes": self.referenced_bytes,
+            "unreferenced_bytes": stored - self.referenced_bytes,
+            **self.activity.as_json(),
+            # The bill is for what is on disk, unreferenced bytes included.
+            "cost": prices.cost(stored, self.activity.bytes_served_30d),
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    days: int
+    since: str
+    until: str
+    generated_at: float
+    prices: Prices
+    repositories: list[RepositoryUsage]
+    namespaces: list[NamespaceUsage]
+    totals: Totals | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape of ``dockyard usage --json`` and of ``GET /api/v1/usage``."""
+        return {
+            "generated_at": timestamp(self.generated_at),
+            "days": self.days,
+            "since": self.since,
+            "until": self.until,
+            "prices": self.prices.as_json(),
+            "repositories": [r.as_json(self.prices) for r in self.repositories],
+            "namespaces": [n.as_json(self.prices) for n in self.namespaces],
+            "totals": self.totals.as_json(self.prices) if self.totals is not None else None,
+        }
+
+
+def timestamp(value: float | None) -> str | None:
+    """RFC 3339 in UTC, to the second, as the admin API writes times."""
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value, UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def report(
+    conn: sa.Connection,
+    prices: Prices,
+    *,
+    days: int = 30,
+    now: float,
+    visible: Callable[[list[str]], list[str]] | None = None,
+    namespace: str | None = None,
+    repository: str | None = None,
+    totals: bool = True,
+    daily: bool = False,
+) -> Report:
+    """Figures for the repositories ``visible`` keeps (all when None), narrowed to one
+    ``namespace`` or one ``repository``; namespaces are summarised over those repositories only.
+    ``daily`` adds each repository's per-day counts over the window (for charts)."""
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be from 1 to {MAX_DAYS}")
+    today = datetime.fromtimestamp(now, UTC).date()
+    since = (today - timedelta(days=days - 1)).isoformat()
+    since_30 = (today - timedelta(days=COST_WINDOW_DAYS - 1)).isoformat()
+
+    every = {row.id: row for row in conn.execute(sa.select(repositories.c.id, repositories.c.name))}
+    names = sorted(row.name for row in every.values())
+    if repository is not None:
+        names = [n for n in names if n == repository]
+    if namespace is not None:
+        names = [n for n in names if namespace_of(n) == namespace]
+    if visible is not None:
+        names = visible(names)
+    wanted = set(names)
+    chosen = {repo_id for repo_id, row in every.items() if row.name in wanted}
+    ids = None if len(chosen) == len(every) else chosen  # None: no filter needed
+    repos = _repositories(conn, chosen)
+
+    for repo_id, footprint in _footprints(conn, ids).items():
+        if repo_id in repos:
+            repos[repo_id].footprint = footprint
+    for repo_id, count in _tag_counts(conn, ids).items():
+        if repo_id in repos:
+            repos[repo_id].tags = count
+    for repo_id, activity in _activity(conn, ids, since, since_30).items():
+        if repo_id in repos:
+            repos[repo_id].activity = activity
+    if daily:
+        series = _daily(conn, ids, since)
+        for repo_id, repo in repos.items():
+            repo.daily = _fill_days(series.get(repo_id, {}), since, today)
+
+    listed = sorted(repos.values(), key=lambda r: r.name)
+    namespaces = _namespaces(conn, listed, ids, every)
+    whole = _totals(conn, since, since_30) if totals else None
+    if whole is not None:
+        whole.namespaces = len({namespace_of(row.name) for row in every.values()})
+    return Report(days, since, today.isoformat(), now, prices, listed, namespaces, whole)
+
+
+def _in(column: sa.ColumnElement[Any], ids: Collection[int] | None) -> sa.ColumnElement[bool]:
+    """``column IN ids`` (TRUE without a filter). The ids are integers of our own, rendered into
+    the SQL rather than bound one parameter each, so no list is too long for the database's
+    limit on parameters (SQLite's 32766, PostgreSQL's 65535)."""
+    if ids is None:
+        return sa.true()
+    return column.in_(sa.bindparam("ids", sorted(ids), expanding=True, literal_execute=True, unique=True))
+
+
+def _repositories(conn: sa.Connection, chosen: set[int]) -> dict[int, RepositoryUsage]:
+    q = sa.select(repositories.c.id, repositories.c.name, repositories.c.last_push_at, repositories.c.last_pull_at)
+    return {
+        row.id: RepositoryUsage(row.id, row.name, last_push_at=row.last_push_at, last_pull_at=row.last_pull_at)
+        for row in conn.execute(q)
+        if row.id in chosen
+    }
+
+
+def _repository_blobs() -> sa.Select:
+    """(repository_id, digest): each blob a repository's manifests reference, once."""
+    return (
+        sa.select(repository_manifests.c.repository_id, manifest_references.c.target_digest.label("digest"))
+        .select_from(
+            repository_manifests.join(
+                manifest_references, manifest_references.c.manifest_digest == repository_manifests.c.digest
+            )
+        )
+        .where(manifest_references.c.kind == "blob")
+        .distinct()
+    )
+
+
+def _shares(
+    pairs: sa.CTE, owner: str, sizes: sa.Table, ids: Collection[int] | None, filter_column: str | None = None
+) -> sa.Select:
+    """Per ``owner`` (a repository id or a namespace) of ``pairs`` (owner, digest): how many
+    digests, their bytes, the bytes of those no other owner holds, and each digest's bytes
+    divided by its number of owners."""
+    holders = sa.select(pairs.c.digest, sa.func.count().label("n")).group_by(pairs.c.digest).cte(f"{pairs.name}_n")
+    size = sizes.c.size
+    q = (
+        sa.select(
+            pairs.c[owner].label("owner"),
+            sa.func.count().label("count"),
+            sa.func.coalesce(sa.func.sum(size), 0).label("stored"),
+            sa.func.coalesce(sa.func.sum(sa.case((holders.c.n == 1, size), else_=0)), 0).label("unique"),
+            sa.func.coalesce(sa.func.sum(sa.cast(size, sa.Float) / holders.c.n), 0.0).label("attributed"),
+        )
+        .select_from(
+            pairs.join(sizes, sizes.c.digest == pairs.c.digest).join(holders, holders.c.digest == pairs.c.digest)
+        )
+        .group_by(pairs.c[owner])
+    )
+    if filter_column is not None:
+        q = q.where(_in(pairs.c[filter_column], ids))
+    return q
+
+
+def _footprints(conn: sa.Connection, ids: Collection[int] | None) -> dict[int, Footprint]:
+    found: dict[int, Footprint] = {}
+    repo_blobs = _repository_blobs().cte("repo_blobs")
+    for row in conn.execute(_shares(repo_blobs, "repository_id", blobs, ids, "repository_id")):
+        found[row.owner] = Footprint(int(row.stored), int(row.unique), float(row.attributed), blobs=int(row.count))
+    repo_manifests = sa.select(repository_manifests.c.repository_id, repository_manifests.c.digest).cte(
+        "repo_manifests"
+    )
+    for row in conn.execute(_shares(repo_manifests, "repository_id", manifests, ids, "repository_id")):
+        found.setdefault(row.owner, Footprint()).add(
+            Footprint(int(row.stored), int(row.unique), float(row.attributed), manifests=int(row.count))
+        )
+    return found
+
+
+def _tag_counts(conn: sa.Connection, ids: Collection[int] | None) -> dict[int, int]:
+    q = (
+        sa.select(tags.c.repository_id, sa.func.count())
+        .where(_in(tags.c.repository_id, ids))
+        .group_by(tags.c.repository_id)
+    )
+    return {repo_id: int(count) for repo_id, count in conn.execute(q)}
+
+
+def _window_sums(since: str, since_30: str) -> list[sa.ColumnElement[Any]]:
+    in_window = usage_daily.c.day >= since
+    sums = [
+        sa.func.coalesce(sa.func.sum(sa.case((in_window, usage_daily.c[name]), else_=0)), 0).label(name)
+        for name in COUNTERS
+    ]
+    served_30 = sa.case((usage_daily.c.day >= since_30, usage_daily.c.bytes_served), else_=0)
+    return [*sums, sa.func.coalesce(sa.func.sum(served_30), 0).label("bytes_served_30d")]
+
+
+def _activity_of(row: Any) -> Activity:
+    return Activity(*(int(getattr(row, name)) for name in (*COUNTERS, "bytes_served_30d")))
+
+
+def _activity(conn: sa.Connection, ids: Collection[int] | None, since: str, since_30: str) -> dict[int, Activity]:
+    q = (
+        sa.select(usage_daily.c.repository_id, *_window_sums(since, since_30))
+        .where(usage_daily.c.day >= min(since, since_30), _in(usage_daily.c.repository_id, ids))
+        .group_by(usage_daily.c.repository_id)
+    )
+    return {row.repository_id: _activity_of(row) for row in conn.execute(q)}
+
+
+def _daily(conn: sa.Connection, ids: Collection[int] | None, since: str) -> dict[int, dict[str, dict[str, int]]]:
+    q = sa.select(usage_daily).where(usage_daily.c.day >= since, _in(usage_daily.c.repository_id, ids))
+    series: dict[int, dict[str, dict[str, int]]] = {}
+    for row in conn.execute(q):
+        series.setdefault(row.repository_id, {})[row.day] = {name: int(getattr(row, name)) for name in COUNTERS}
+    return series
+
+
+def _fill_days(found: dict[str, dict[str, int]], since: str, today: Any) -> list[dict[str, Any]]:
+    """Every day of the window, oldest first, zeros where nothing happened (what a chart wants)."""
+    first = datetime.fromisoformat(since).date()
+    out = []
+    for offset in range((today - first).days + 1):
+        day = (first + timedelta(days=offset)).isoformat()
+        out.append({"day": day, **found.get(day, dict.fromkeys(COUNTERS, 0))})
+    return out
+
+
+# -- namespaces ------------------------------------------------------------------------------------
+
+
+def _namespaces(
+    conn: sa.Connection, listed: list[RepositoryUsage], ids: Collection[int] | None, every: dict[int, Any]
+) -> list[NamespaceUsage]:
+    if not listed:
+        return []
+    spaces: dict[str, NamespaceUsage] = {}
+    for repo in listed:
+        space = spaces.setdefault(repo.namespace, NamespaceUsage(repo.namespace))
+        space.repositories += 1
+        space.footprint.attributed_bytes += repo.footprint.attributed_bytes
+        space.tags += repo.tags
+        space.activity.add(repo.activity)
+        space.last_push_at = _latest(space.last_push_at, repo.last_push_at)
+        space.last_pull_at = _latest(space.last_pull_at, repo.last_pull_at)
+    held: dict[str, int] = {}
+    for row in every.values():
+        held[namespace_of(row.name)] = held.get(namespace_of(row.name), 0) + 1
+    for space in spaces.values():
+        space.complete = space.repositories == held.get(space.name, 0)
+
+    ns = portable.namespace_of(repositories.c.name)
+    blob_pairs = (
+        sa.select(ns.label("namespace"), manifest_references.c.target_digest.label("digest"))
+        .select_from(
+            repository_manifests.join(repositories).join(
+                manifest_references, manifest_references.c.manifest_digest == repository_manifests.c.digest
+            )
+        )
+        .where(manifest_references.c.kind == "blob")
+        .distinct()
+    )
+    manifest_pairs = (
+        sa.select(ns.label("namespace"), repository_manifests.c.digest)
+        .select_from(repository_manifests.join(repositories))
+        .distinct()
+    )
+    for pairs, sizes, kind in ((blob_pairs, blobs, "blobs"), (manifest_pairs, manifests, "manifests")):
+        for row in conn.execute(_namespace_shares(pairs, sizes, ids, kind)):
+            space = spaces.get(row.owner)
+            if space is None:
+                continue
+            space.footprint.stored_bytes += int(row.stored)
+            space.footprint.unique_bytes += int(row.unique)
+            setattr(space.footprint, kind, getattr(space.footprint, kind) + int(row.count))
+    # Quotas are few: find them in one query, then take each one's figures from the quota module,
+    # so that "used" and "headroom" are what the quota check itself counts (linked blobs included).
+    limited = sa.select(quota_table.c.namespace).where(quota_table.c.namespace.in_(sorted(spaces)))
+    for name in conn.execute(limited).scalars():
+        spaces[name].quota = quotas.quota_status(conn, name)
+    return sorted(spaces.values(), key=lambda s: s.name)
+
+
+def _namespace_shares(pairs: sa.Select, sizes: sa.Table, ids: Collection[int] | None, kind: str) -> sa.Select:
+    """Distinct digests per namespace over the listed repositories, with "unique" meaning held by
+    no other namespace at all (listed or not)."""
+    every = pairs.cte(f"ns_{kind}")
+    if ids is None:
+        return _shares(every, "namespace", sizes, None)
+    listed = pairs.where(_in(repository_manifests.c.repository_id, ids)).cte(f"ns_{kind}_listed")
+    holders = sa.select(every.c.digest, sa.func.count().label("n")).group_by(every.c.digest).cte(f"ns_{kind}_n")
+    size = sizes.c.size
+    return (
+        sa.select(
+            listed.c.namespace.label("owner"),
+            sa.func.count().label("count"),
+            sa.func.coalesce(sa.func.sum(size), 0).label("stored"),
+            sa.func.coalesce(sa.func.sum(sa.case((holders.c.n == 1, size), else_=0)), 0).label("unique"),
+        )
+        .select_from(
+            listed.join(sizes, sizes.c.digest == listed.c.digest).join(holders, holders.c.digest == listed.c.digest)
+        )
+        .group_by(listed.c.namespace)
+    )
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+# -- the registry ----------------------------------------------------------------------------------
+
+
+def _totals(conn: sa.Connection, since: str, since_30: str) -> Totals:
+    t = Totals()
+    t.repositories = int(conn.execute(sa.select(sa.func.count()).select_from(repositories)).scalar_one())
+    t.blobs, t.blob_bytes = _count_and_bytes(conn, sa.select(blobs.c.size))
+    t.manifests, t.manifest_bytes = _count_and_bytes(conn, sa.select(manifests.c.size))
+    referenced_blobs = sa.select(blobs.c.size).where(
+        blobs.c.digest.in_(
+            sa.select(manifest_references.c.target_digest)
+            .join(repository_manifests, repository_manifests.c.digest == manifest_references.c.manifest_digest)
+            .where(manifest_references.c.kind == "blob")
+        )
+    )
+    linked_manifests = sa.select(manifests.c.size).where(
+        manifests.c.digest.in_(sa.select(repository_manifests.c.digest))
+    )
+    t.referenced_bytes = _count_and_bytes(conn, referenced_blobs)[1] + _count_and_bytes(conn, linked_manifests)[1]
+    t.tags = int(conn.execute(sa.select(sa.func.count()).select_from(tags)).scalar_one())
+    row = conn.execute(sa.select(*_window_sums(since, since_30)).where(usage_daily.c.day >= min(since, since_30))).one()
+    t.activity = _activity_of(row)
+    return t
+
+
+def _count_and_bytes(conn: sa.Connection, sizes: sa.Select) -> tuple[int, int]:
+    sub = sizes.subquery()
+    count, total = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sub.c.size), 0))).one()
+    return int(count), int(total)
