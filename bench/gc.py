@@ -109,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         results["without gc"].append(push_round(target, f"a{r}"))
         stop = threading.Event()
 
-        def loop() -> None:
+        def loop(stop: threading.Event) -> None:
             while not stop.is_set():
                 gc_runs.append(gc(data_dir, 60)[1]["seconds"])
 
-        runner = threading.Thread(target=loop)
+        runner = threading.Thread(target=loop, args=(stop,))
         runner.start()
         time.sleep(0.5)
         try:
