@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dockyard against CNCF Distribution, interleaved A/B/A/B, with medians and ratios.
 
-Usage: ``compare.py [--rounds 2] [--quick] [--no-rss] [--keep] [--out FILE]``
+Usage: ``compare.py [--rounds 2] [--quick] [--no-rss] [--keep] [--out FILE] [--against distribution|auth|tree [--tree PATH]]``
 
 Why interleaved: on a shared two-core machine throughput drifts with page-cache state, disk
 write-back and whatever else runs; alternating the two servers round by round spreads that drift
@@ -101,6 +101,8 @@ class Server:
     def command(self) -> tuple[list[str], dict[str, str]]:
         if self.label.startswith("dockyard"):
             env = {**clean_env("DOCKYARD_"), "DOCKYARD_AUTH": "none"}
+            if self.label == "dockyard-base":  # another checkout's code, with this venv's packages
+                env["PYTHONPATH"] = str(BASE_TREE / "src")
             if self.label == "dockyard-auth":
                 env.update({"DOCKYARD_AUTH": "token", "DOCKYARD_ADMIN_PASSWORD": BENCH_PASSWORD})
             return ([str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -150,6 +152,7 @@ class Server:
 
 
 _SERVERS: list[Server] = []
+BASE_TREE = ROOT  # --against-tree: the checkout "dockyard-base" runs
 BENCH_PASSWORD = "bench-admin-password"
 
 
@@ -247,10 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rss", action="store_true", help="skip the 2 GiB RSS check")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data folders and logs")
     parser.add_argument("--out", help="results JSON (default bench/results/compare-<time>.json)")
-    parser.add_argument("--against", choices=["distribution", "auth"], default="distribution",
-                        help="B side: Distribution 2.8 (default), or dockyard with token auth on (A is then "
-                             "dockyard-auth, B dockyard with auth off)")
+    parser.add_argument("--against", choices=["distribution", "auth", "tree"], default="distribution",
+                        help="B side: Distribution 2.8 (default), dockyard with token auth on (A is then "
+                             "dockyard-auth, B dockyard with auth off), or dockyard from --tree (an older "
+                             "checkout, e.g. `git worktree add /tmp/base COMMIT`), to measure a change")
+    parser.add_argument("--tree", type=Path, help="the checkout for --against tree")
     args = parser.parse_args(argv)
+    if args.against == "tree":
+        if args.tree is None or not (args.tree / "src" / "dockyard").is_dir():
+            raise SystemExit("--against tree needs --tree PATH, a checkout with src/dockyard")
+        global BASE_TREE
+        BASE_TREE = args.tree.resolve()
     for path in (DOCKYARD, DISTRIBUTION):
         if not os.access(path, os.X_OK):
             raise SystemExit(f"{path} not found (run ./dev test once for the venv; apt-get install docker-registry)")
@@ -268,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else HERE / "results" / f"compare-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    labels = ["dockyard", "distribution"] if args.against == "distribution" else ["dockyard-auth", "dockyard"]
+    labels = {"distribution": ["dockyard", "distribution"], "auth": ["dockyard-auth", "dockyard"],
+              "tree": ["dockyard", "dockyard-base"]}[args.against]
     runs: dict[str, list[dict]] = {label: [] for label in labels}
     rss: dict[str, dict | None] = {}
     try:
