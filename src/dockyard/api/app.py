@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from dockyard import web as web_ui
 from dockyard.api import auth as auth_api
 from dockyard.api import base, blobs, health, listing, manifests, metrics, uploads
 from dockyard.api.errors import errors_middleware
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     middlewares = [app_metrics.middleware, inflight.middleware, errors_middleware]  # metrics see every answer
     if settings.auth == "token":
         middlewares.append(auth_api.authorization_middleware)
+    middlewares.append(web_ui.html_errors)
     app = web.Application(middlewares=middlewares)
     if settings.auth == "token":
         app[AUTH] = _auth_service(settings, db)
@@ -98,6 +100,7 @@ def create_app(settings: Settings) -> web.Application:
     base.setup(app)
     metrics.setup(app, app_metrics)
     health.setup(app, registry)
+    web_ui.setup(app)
     return app
 
 

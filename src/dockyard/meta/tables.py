@@ -19,6 +19,7 @@ repositories = sa.Table(
     # Usage facts kept on the row (pushes and pulls per day are in usage_daily).
     sa.Column("last_push_at", sa.Float, nullable=True),
     sa.Column("last_pull_at", sa.Float, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),  # Markdown, set by the repository's admins
 )
 
 # A blob row exists only once its bytes are verified and committed to storage.
@@ -358,5 +359,20 @@ leases = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+
+# -- the web UI (dockyard.web.sessions) ----------------------------------------------------------
+
+# Browser sessions: the cookie holds a random token, the row its SHA-256, so a database leak does
+# not hand out live sessions. Removing a user removes their sessions.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
