@@ -50,6 +50,8 @@ repository_blobs = sa.Table(
     sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id"), primary_key=True),
     sa.Column("digest", sa.String(160), sa.ForeignKey("blobs.digest"), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # By blob: which repositories hold it (deduplicating HEADs, mounts, garbage collection).
+    sa.Index("ix_repository_blobs_digest", "digest"),
 )
 
 # Manifests are small (<= 4 MiB) and read far more than written: their bytes are kept here so a
@@ -75,6 +77,7 @@ repository_manifests = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     # For retention's "keep what was pulled within": written in batches, not on every pull.
     sa.Column("last_pulled_at", sa.Float, nullable=True),
+    sa.Index("ix_repository_manifests_digest", "digest"),  # which repositories hold a manifest
 )
 
 # What a manifest points at: layers and config (kind "blob") or index children (kind

@@ -27,6 +27,10 @@ def upgrade() -> None:
     op.add_column("blobs", sa.Column("unreferenced_since", sa.Float, nullable=True))
     op.create_index("ix_blobs_unreferenced_since", "blobs", ["unreferenced_since"])
     op.add_column("repository_manifests", sa.Column("last_pulled_at", sa.Float, nullable=True))
+    # Which repositories hold a blob: the primary key leads with the repository, so without this
+    # every lookup by digest (a deduplicating HEAD, a mount, the collector) scanned the table.
+    op.create_index("ix_repository_blobs_digest", "repository_blobs", ["digest"])
+    op.create_index("ix_repository_manifests_digest", "repository_manifests", ["digest"])
 
     op.create_table(
         "usage_daily",
@@ -117,6 +121,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in ("leases", "job_runs", "webhook_deliveries", "webhooks", "quotas", "policies", "usage_daily"):
         op.drop_table(table)
+    op.drop_index("ix_repository_manifests_digest", "repository_manifests")
+    op.drop_index("ix_repository_blobs_digest", "repository_blobs")
     op.drop_column("repository_manifests", "last_pulled_at")
     op.drop_index("ix_blobs_unreferenced_since", "blobs")
     op.drop_column("blobs", "unreferenced_since")
