@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """dockyard against CNCF Distribution, interleaved A/B/A/B, with medians and ratios.
 
-Usage: ``compare.py [--rounds 2] [--quick] [--no-rss] [--keep] [--out FILE] [--against distribution|auth|tree [--tree PATH]]``
+Usage: ``compare.py [--rounds 2] [--quick] [--no-rss] [--keep] [--out FILE]
+[--against distribution|auth|tree [--tree PATH]]``
 
 Why interleaved: on a shared two-core machine throughput drifts with page-cache state, disk
 write-back and whatever else runs; alternating the two servers round by round spreads that drift
