@@ -14,7 +14,7 @@ from dockyard.api import auth as auth_api
 from dockyard.api import base, blobs, health, listing, manifests, metrics, uploads
 from dockyard.api.errors import errors_middleware
 from dockyard.api.lifecycle import InFlight
-from dockyard.api.state import AUDIT, AUTH, INFLIGHT, PRICES, REGISTRY, SCHEDULE, WEBHOOKS
+from dockyard.api.state import AUDIT, AUTH, INFLIGHT, PRICES, REGISTRY, SCHEDULE, USAGE_HOLDINGS, WEBHOOKS
 from dockyard.auth.audit import AuditLog
 from dockyard.config import Settings
 from dockyard.meta.db import Database
@@ -25,7 +25,7 @@ from dockyard.registry.retention import run_scheduled_retention
 from dockyard.registry.schedule import Schedule
 from dockyard.registry.service import Registry
 from dockyard.registry.usage import UsageRecorder
-from dockyard.registry.usage_report import Prices
+from dockyard.registry.usage_report import HoldingsCache, Prices
 from dockyard.storage.filesystem import FilesystemDriver
 from dockyard.tls import server_ssl_context
 
@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     registry.hooks.add(usage)
     registry.hooks.add(app_metrics)
     app[PRICES] = Prices(settings.price_storage_gb_month, settings.price_egress_gb)
+    app[USAGE_HOLDINGS] = HoldingsCache()
     app[INFLIGHT] = inflight
     audit_log = app[AUDIT] = AuditLog(db)
     app.on_response_prepare.append(_api_version_header)

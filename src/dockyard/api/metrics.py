@@ -44,7 +44,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -183,6 +183,8 @@ class Metrics(NoHooks):
         self.received = Counter("dockyard_http_received_bytes", "Request body bytes read", registry=self.registry)
         self.sent = Counter("dockyard_http_sent_bytes", "Response body bytes sent", registry=self.registry)
         self.in_flight = Gauge("dockyard_http_requests_in_flight", "Requests being answered", registry=self.registry)
+        self._counters: dict[tuple[str, str, int], Any] = {}  # labelled children, see _record
+        self._histograms: dict[tuple[str, str], Any] = {}
         self.snapshot: Snapshot | None = None
         self.database_up = 0
         self._refreshing: asyncio.Future[None] | None = None
@@ -213,8 +215,16 @@ class Metrics(NoHooks):
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         method = request.method if request.method in METHODS else "OTHER"
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        # Label lookups lock and hash on every call; the children are few (routes x methods x
+        # statuses), so keep them. This runs once per request, on the pull path.
+        counter = self._counters.get((route, method, status))
+        if counter is None:
+            counter = self._counters[(route, method, status)] = self.requests.labels(route, method, str(status))
+        counter.inc()
+        histogram = self._histograms.get((route, method))
+        if histogram is None:
+            histogram = self._histograms[(route, method)] = self.latency.labels(route, method)
+        histogram.observe(seconds)
         received = getattr(request.content, "total_bytes", 0)
         if received:
             self.received.inc(received)

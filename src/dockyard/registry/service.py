@@ -307,6 +307,11 @@ class Registry:
         if not deleted:
             raise await self._manifest_unknown(name, reference)
 
+    @property
+    def generation(self) -> int:
+        """Changes with every write this process makes: a version for caches built on top."""
+        return self._generation
+
     def forget(self) -> None:
         """Drop every cached fact that a collection or retention run may have changed."""
         self._generation += 1

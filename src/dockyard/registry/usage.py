@@ -16,6 +16,7 @@ would point the counts at a row that is gone (or fail the whole batch on its for
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -42,9 +43,18 @@ Counts = dict[tuple[str, str], list[int]]
 Pulled = dict[tuple[str, str], float]
 
 
+_DAY_SECONDS = 86400
+
+
+@functools.lru_cache(maxsize=8)
+def _day_name(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * _DAY_SECONDS, UTC).strftime("%Y-%m-%d")
+
+
 def utc_day(at: float) -> str:
-    """``YYYY-MM-DD`` of a Unix time, in UTC: the key of ``usage_daily``."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    """``YYYY-MM-DD`` of a Unix time, in UTC: the key of ``usage_daily``. Called on every pull, so
+    the formatting is done once per day (UTC days are whole multiples of 86,400 s of Unix time)."""
+    return _day_name(int(at // _DAY_SECONDS))
 
 
 class UsageRecorder(NoHooks):

@@ -12,11 +12,11 @@ from pathlib import Path
 from aiohttp import web
 
 from dockyard.api.errors import Handler
-from dockyard.web.pages import signin
+from dockyard.web.pages import admin, admin_audit, admin_lifecycle, admin_people, repositories, signin, usage
 from dockyard.web.render import page
 
 STATIC = Path(__file__).parent / "static"
-PAGE_MODULES = [signin]
+PAGE_MODULES = [signin, usage, repositories, admin, admin_people, admin_lifecycle, admin_audit]
 # Everything else answers machines, in their formats (the registry's and the API's JSON errors).
 _NOT_PAGES = ("/v2", "/api/", "/token", "/metrics", "/healthz", "/readyz", "/static/")
 _TITLES = {403: "Not allowed", 404: "Not found", 405: "Not allowed"}

@@ -98,7 +98,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except ApiError as error:
         if error.status == 403:
-            _audit_refusal(request, error)
+            audit_refusal(request, error)
         return error.response()
     except AccountError as error:
         return bad_request(str(error)).response()
@@ -110,9 +110,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return ApiError(exc.status, code, message, headers=headers).response()
 
 
-def _audit_refusal(request: web.Request, error: ApiError) -> None:
+def audit_refusal(request: web.Request, error: ApiError) -> None:
     """Reads are audited too: probing for what one may not see is worth knowing about. A 401 is
-    not: it names nobody, and failed logins are already audited by ``/token``."""
+    not: it names nobody, and failed logins are already audited by ``/token``. The web UI's pages
+    call this too, so that a refusal reads the same in the log wherever it was made."""
     path = request.path if len(request.path) <= _MAX_AUDITED_PATH else request.path[:_MAX_AUDITED_PATH] + "..."
     detail = f"{request.method} {path}: {error.message}".encode(errors="backslashreplace").decode()
     audit(request, audit_log.ADMIN, error.repository, outcome="denied", detail=detail, actor=request.get(_ACTOR, ""))
@@ -192,6 +193,13 @@ async def caller(request: web.Request, *, robots: bool = False) -> Caller:
     if request.method not in SAFE_METHODS and cap < ADMIN:
         raise denied("this personal access token may only read here: changes need a token with scope 'admin'")
     return Caller(principal, credential, cap)
+
+
+def password_caller(request: web.Request, principal: Principal) -> Caller:
+    """The caller behind a web session: a person signed in with their password, so the same
+    caller as a password login here (the session already refuses disabled users and robots)."""
+    request[_ACTOR] = principal.name
+    return Caller(principal, None, ADMIN)
 
 
 # -- what they may do --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from dockyard.api.admin import body
-from dockyard.api.admin.common import bad_request, caller, db_of, denied, no_content, not_found, record
+from dockyard.api.admin.common import Caller, bad_request, caller, db_of, denied, no_content, not_found, record
 from dockyard.auth import accounts, administration
 from dockyard.auth import audit as audit_log
 from dockyard.auth.permissions import LEVELS, Principal
@@ -115,6 +115,18 @@ def _grants_on_target(
     return administration.grants_on(conn, namespace, repository)
 
 
+# Each operation is a function of (request, caller, ...) that checks the input and the rule, makes
+# the change and audits it, shared by the handlers here and the web UI's pages.
+
+
+async def grants_on_target(
+    request: web.Request, who: Caller, namespace: str | None, repository: str | None
+) -> list[accounts.Grant]:
+    """Every grant on a namespace (and its repositories) or on one repository, for its administrators."""
+    _check_target(namespace, repository)
+    return await db_of(request).read(_grants_on_target, who.principal, namespace, repository)
+
+
 async def list_grants(request: web.Request) -> web.Response:
     who = await caller(request)
     subject_type, subject = body.query(request, "subject_type"), body.query(request, "subject")
@@ -126,8 +138,7 @@ async def list_grants(request: web.Request) -> web.Response:
         subject_type, subject = _check_subject(subject_type, subject)
         found = await db.read(_grants_of_subject, who.principal, subject_type, subject)
     else:
-        _check_target(namespace, repository)
-        found = await db.read(_grants_on_target, who.principal, namespace, repository)
+        found = await grants_on_target(request, who, namespace, repository)
     return web.json_response({"grants": [grant_json(g) for g in found]})
 
 
@@ -148,18 +159,33 @@ def _grant(
     accounts.grant(conn, subject_type, subject, level, namespace, repository)
 
 
-async def create_grant(request: web.Request) -> web.Response:
+async def give(
+    request: web.Request,
+    who: Caller,
+    subject_type: str,
+    subject: str,
+    level: str,
+    namespace: str | None,
+    repository: str | None,
+) -> accounts.Grant:
     """Give or replace a grant (granting again on the same target sets the new level)."""
-    who = await caller(request)
-    data = await body.json_object(request, {"subject_type", "subject", "level", "namespace", "repository"})
-    subject_type, subject = _check_subject(body.choice(data, "subject_type", SUBJECT_TYPES), body.text(data, "subject"))
-    level = body.choice(data, "level", tuple(LEVELS))
-    namespace, repository = body.optional_text(data, "namespace"), body.optional_text(data, "repository")
+    subject_type, subject = _check_subject(subject_type, subject)
+    if level not in LEVELS:
+        raise bad_request(f"field 'level' must be one of {', '.join(LEVELS)}", {"field": "level"})
     _check_target(namespace, repository)
     await db_of(request).run(_grant, who.principal, subject_type, subject, level, namespace, repository)
     detail = audit_log.granted(level, subject_type, subject, namespace, repository)
     record(request, who, detail, namespace if namespace is not None else repository)
-    grant = accounts.Grant(subject_type, subject, namespace, repository, LEVELS[level])
+    return accounts.Grant(subject_type, subject, namespace, repository, LEVELS[level])
+
+
+async def create_grant(request: web.Request) -> web.Response:
+    who = await caller(request)
+    data = await body.json_object(request, {"subject_type", "subject", "level", "namespace", "repository"})
+    subject_type, subject = body.choice(data, "subject_type", SUBJECT_TYPES), body.text(data, "subject")
+    level = body.choice(data, "level", tuple(LEVELS))
+    namespace, repository = body.optional_text(data, "namespace"), body.optional_text(data, "repository")
+    grant = await give(request, who, subject_type, subject, level, namespace, repository)
     return web.json_response(grant_json(grant))
 
 
@@ -179,14 +205,26 @@ def _revoke(
     accounts.revoke(conn, subject_type, subject, namespace, repository)
 
 
-async def delete_grant(request: web.Request) -> web.Response:
-    who = await caller(request)
-    subject_type, subject = _check_subject(body.query(request, "subject_type"), body.query(request, "subject"))
-    namespace, repository = body.query(request, "namespace"), body.query(request, "repository")
+async def take(
+    request: web.Request,
+    who: Caller,
+    subject_type: str | None,
+    subject: str | None,
+    namespace: str | None,
+    repository: str | None,
+) -> None:
+    subject_type, subject = _check_subject(subject_type, subject)
     _check_target(namespace, repository)
     await db_of(request).run(_revoke, who.principal, subject_type, subject, namespace, repository)
     detail = audit_log.revoked(subject_type, subject, namespace, repository)
     record(request, who, detail, namespace if namespace is not None else repository)
+
+
+async def delete_grant(request: web.Request) -> web.Response:
+    who = await caller(request)
+    subject_type, subject = body.query(request, "subject_type"), body.query(request, "subject")
+    namespace, repository = body.query(request, "namespace"), body.query(request, "repository")
+    await take(request, who, subject_type, subject, namespace, repository)
     return no_content()
 
 

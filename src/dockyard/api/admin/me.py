@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from dockyard.api.admin import body
-from dockyard.api.admin.common import caller, db_of, no_content, not_found, record, timestamp
+from dockyard.api.admin.common import Caller, caller, db_of, no_content, not_found, record, timestamp
 from dockyard.auth import administration, credentials
 from dockyard.auth.permissions import Principal
 
@@ -58,9 +58,12 @@ def token_json(token: credentials.AccessToken) -> dict[str, Any]:
     }
 
 
+async def own_tokens(request: web.Request, who: Caller) -> list[credentials.AccessToken]:
+    return await db_of(request).read(credentials.list_tokens, who.name)
+
+
 async def list_tokens(request: web.Request) -> web.Response:
-    who = await caller(request)
-    found = await db_of(request).read(credentials.list_tokens, who.name)
+    found = await own_tokens(request, await caller(request))
     return web.json_response({"tokens": [token_json(t) for t in found]})
 
 
@@ -72,14 +75,23 @@ def _create_token(
     return token, secret
 
 
+async def add_own_token(
+    request: web.Request, who: Caller, name: str, scope: str, days: int | None
+) -> tuple[credentials.AccessToken, str]:
+    """Create one of the caller's tokens, audited; the secret returned exists nowhere else.
+    Shared by this API and the web UI's token page."""
+    token, secret = await db_of(request).run(_create_token, who.name, name, scope, days)
+    record(request, who, f"create token {name} (scope {scope}, {f'expires in {days} days' if days else 'no expiry'})")
+    return token, secret
+
+
 async def create_token(request: web.Request) -> web.Response:
     who = await caller(request)
     data = await body.json_object(request, {"name", "scope", "expires_in_days"})
     name = body.text(data, "name")
     scope = body.choice(data, "scope", tuple(credentials.SCOPES), "read")
     days = body.positive_int(data, "expires_in_days", MAX_TOKEN_DAYS)
-    token, secret = await db_of(request).run(_create_token, who.name, name, scope, days)
-    record(request, who, f"create token {name} (scope {scope}, {f'expires in {days} days' if days else 'no expiry'})")
+    token, secret = await add_own_token(request, who, name, scope, days)
     return web.json_response({**token_json(token), "secret": secret}, status=201)
 
 
@@ -89,11 +101,14 @@ def _revoke_token(conn: sa.Connection, user: str, name: str) -> None:
     credentials.revoke_token(conn, user, name)
 
 
-async def revoke_token(request: web.Request) -> web.Response:
-    who = await caller(request)
-    name = body.path(request, "name")
+async def revoke_own_token(request: web.Request, who: Caller, name: str) -> None:
     await db_of(request).run(_revoke_token, who.name, name)
     record(request, who, f"revoke token {name}")
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    who = await caller(request)
+    await revoke_own_token(request, who, body.path(request, "name"))
     return no_content()
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from dockyard.api.admin import body
 from dockyard.api.admin.common import (
+    Caller,
     caller,
     db_of,
     no_content,
@@ -27,19 +28,31 @@ from dockyard.api.admin.common import (
 )
 from dockyard.auth import accounts, administration, credentials
 
+# Each operation is a function of (request, caller, ...) that checks the rule, makes the change and
+# audits it, shared by the handlers here and the web UI's pages; the handlers only parse and answer.
+
+
+async def visible_orgs(request: web.Request, who: Caller) -> list[tuple[str, bool]]:
+    """The organizations the caller sees, each with whether they administer it."""
+    return await db_of(request).read(administration.organizations_of, who.principal)
+
 
 async def list_orgs(request: web.Request) -> web.Response:
-    who = await caller(request)
-    found = await db_of(request).read(administration.organizations_of, who.principal)
+    found = await visible_orgs(request, await caller(request))
     return web.json_response({"organizations": [{"name": name, "admin": admin} for name, admin in found]})
+
+
+async def add_org(request: web.Request, who: Caller, name: str) -> None:
+    require_site_admin(who)
+    await db_of(request).run(accounts.create_org, name)
+    record(request, who, f"create organization {name}", name)
 
 
 async def create_org(request: web.Request) -> web.Response:
     who = await caller(request)
     require_site_admin(who)
     name = body.text(await body.json_object(request, {"name"}), "name")
-    await db_of(request).run(accounts.create_org, name)
-    record(request, who, f"create organization {name}", name)
+    await add_org(request, who, name)
     return web.json_response({"name": name, "admin": True}, status=201)
 
 
@@ -62,11 +75,15 @@ def _list_teams(conn: sa.Connection, org: str) -> dict[str, list[str]]:
     return accounts.list_teams(conn, org)
 
 
+async def teams_of(request: web.Request, who: Caller, org: str) -> dict[str, list[str]]:
+    """The organization's teams and their members, for its administrators."""
+    await require_org_admin(request, who, org)
+    return await db_of(request).read(_list_teams, org)
+
+
 async def list_teams(request: web.Request) -> web.Response:
     who = await caller(request)
-    org = body.path(request, "org")
-    await require_org_admin(request, who, org)
-    found = await db_of(request).read(_list_teams, org)
+    found = await teams_of(request, who, body.path(request, "org"))
     return web.json_response({"teams": [{"name": name, "members": members} for name, members in found.items()]})
 
 
@@ -75,13 +92,18 @@ def _create_team(conn: sa.Connection, org: str, team: str) -> None:
     accounts.create_team(conn, org, team)
 
 
+async def add_team(request: web.Request, who: Caller, org: str, team: str) -> None:
+    await require_org_admin(request, who, org)
+    await db_of(request).run(_create_team, org, team)
+    record(request, who, f"create team {org}/{team}", org)
+
+
 async def create_team(request: web.Request) -> web.Response:
     who = await caller(request)
     org = body.path(request, "org")
     await require_org_admin(request, who, org)
     team = body.text(await body.json_object(request, {"name"}), "name")
-    await db_of(request).run(_create_team, org, team)
-    record(request, who, f"create team {org}/{team}", org)
+    await add_team(request, who, org, team)
     return web.json_response({"name": team, "members": []}, status=201)
 
 
@@ -99,25 +121,29 @@ def _remove_member(conn: sa.Connection, org: str, team: str, user: str) -> None:
     accounts.remove_member(conn, org, team, user)
 
 
-async def _membership(
-    request: web.Request, change: Callable[[sa.Connection, str, str, str], None], verb: str
-) -> web.Response:
-    """``verb`` is how the audit log says it: "add USER to" or "remove USER from" the team."""
+async def change_membership(request: web.Request, who: Caller, org: str, team: str, user: str, member: bool) -> None:
+    """Add ``user`` to the team (idempotent, like the CLI: adding a member twice is not an error)
+    or remove them from it."""
+    await require_org_admin(request, who, org)
+    change: Callable[[sa.Connection, str, str, str], None] = _add_member if member else _remove_member
+    await db_of(request).run(change, org, team, user)
+    verb = "add {user} to team {team}" if member else "remove {user} from team {team}"
+    record(request, who, verb.format(user=user, team=f"{org}/{team}"), org)
+
+
+async def _membership(request: web.Request, member: bool) -> web.Response:
     who = await caller(request)
     org, team, user = body.path(request, "org"), body.path(request, "team"), body.path(request, "user")
-    await require_org_admin(request, who, org)
-    await db_of(request).run(change, org, team, user)
-    record(request, who, verb.format(user=user, team=f"{org}/{team}"), org)
+    await change_membership(request, who, org, team, user, member)
     return no_content()
 
 
 async def add_member(request: web.Request) -> web.Response:
-    """Idempotent, like the CLI: adding a member twice is not an error."""
-    return await _membership(request, _add_member, "add {user} to team {team}")
+    return await _membership(request, True)
 
 
 async def remove_member(request: web.Request) -> web.Response:
-    return await _membership(request, _remove_member, "remove {user} from team {team}")
+    return await _membership(request, False)
 
 
 # -- robots ------------------------------------------------------------------------------------
@@ -132,11 +158,14 @@ def _list_robots(conn: sa.Connection, org: str) -> list[credentials.Robot]:
     return credentials.list_robots(conn, org)
 
 
+async def robots_of(request: web.Request, who: Caller, org: str) -> list[credentials.Robot]:
+    await require_org_admin(request, who, org)
+    return await db_of(request).read(_list_robots, org)
+
+
 async def list_robots(request: web.Request) -> web.Response:
     who = await caller(request)
-    org = body.path(request, "org")
-    await require_org_admin(request, who, org)
-    found = await db_of(request).read(_list_robots, org)
+    found = await robots_of(request, who, body.path(request, "org"))
     return web.json_response({"robots": [robot_json(r) for r in found]})
 
 
@@ -147,14 +176,21 @@ def _create_robot(conn: sa.Connection, org: str, name: str) -> tuple[credentials
     return robot, secret
 
 
+async def add_robot(request: web.Request, who: Caller, org: str, name: str) -> tuple[credentials.Robot, str]:
+    """The secret returned exists nowhere else. The robot can do nothing until given grants."""
+    await require_org_admin(request, who, org)
+    robot, secret = await db_of(request).run(_create_robot, org, name)
+    record(request, who, f"create robot {robot.fullname}", org)
+    return robot, secret
+
+
 async def create_robot(request: web.Request) -> web.Response:
-    """The secret is in this answer only. The robot can do nothing until given grants."""
+    """The secret is in this answer only."""
     who = await caller(request)
     org = body.path(request, "org")
     await require_org_admin(request, who, org)
     name = body.text(await body.json_object(request, {"name"}), "name")
-    robot, secret = await db_of(request).run(_create_robot, org, name)
-    record(request, who, f"create robot {robot.fullname}", org)
+    robot, secret = await add_robot(request, who, org, name)
     return web.json_response({**robot_json(robot), "secret": secret}, status=201)
 
 
@@ -165,12 +201,15 @@ def _remove_robot(conn: sa.Connection, org: str, name: str) -> None:
     credentials.remove_robot(conn, org, name)
 
 
-async def remove_robot(request: web.Request) -> web.Response:
-    who = await caller(request)
-    org, name = body.path(request, "org"), body.path(request, "name")
+async def drop_robot(request: web.Request, who: Caller, org: str, name: str) -> None:
     await require_org_admin(request, who, org)
     await db_of(request).run(_remove_robot, org, name)
     record(request, who, f"remove robot {org}{accounts.ROBOT_SEPARATOR}{name}", org)
+
+
+async def remove_robot(request: web.Request) -> web.Response:
+    who = await caller(request)
+    await drop_robot(request, who, body.path(request, "org"), body.path(request, "name"))
     return no_content()
 
 

@@ -100,21 +100,71 @@ def policy_json(policy: Policy) -> dict[str, Any]:
 # -- policies ------------------------------------------------------------------------------
 
 
-async def list_all(request: web.Request) -> web.Response:
+# Each operation is a function of (request, caller, ...) that checks the rule, makes the change and
+# audits it, shared by the handlers here and the web UI's pages; the handlers only parse and answer.
+
+
+async def visible_policies(
+    request: web.Request, who: Caller, kind: str | None, namespace: str | None, repository: str | None
+) -> list[Policy]:
     """The policies on targets the caller administers, optionally of one kind and one target
     (``repository`` also lists its namespace's policies, which apply to it)."""
+    scope = await administered(request, who)
+    found = await db_of(request).read(list_policies, kind, namespace, repository)
+    if repository is not None and scope.repository(repository):
+        return found
+    return [p for p in found if scope.target(p.namespace, p.repository)]
+
+
+async def list_all(request: web.Request) -> web.Response:
     who = await caller(request)
     kind = body.query(request, "kind")
     if kind is not None and kind not in KINDS:
         raise bad_request(f"kind must be one of {', '.join(KINDS)}", {"field": "kind"})
     namespace, repository = _optional_target(request)
-    scope = await administered(request, who)
-    found = await db_of(request).read(list_policies, kind, namespace, repository)
-    if repository is not None and scope.repository(repository):
-        visible = found
-    else:
-        visible = [p for p in found if scope.target(p.namespace, p.repository)]
+    visible = await visible_policies(request, who, kind, namespace, repository)
     return web.json_response({"policies": [policy_json(p) for p in visible]})
+
+
+def checked_target(namespace: str | None, repository: str | None) -> tuple[str | None, str | None]:
+    """Exactly one of a namespace or a repository, valid names; a 400 otherwise."""
+    try:
+        return check_target(namespace, repository)
+    except PolicyError as error:
+        raise _invalid(error) from None
+
+
+async def set_rules(
+    request: web.Request, who: Caller, kind: str, namespace: str | None, repository: str | None, data: Any
+) -> Policy:
+    """Create or replace the ``kind`` policy of a target from its rules as JSON (checked here)."""
+    namespace, repository = checked_target(namespace, repository)
+    await _require_target_admin(request, who, namespace, repository)
+    try:
+        rules = parse_rules(kind, data)
+    except PolicyError as error:
+        raise _invalid(error) from None
+    saved = await db_of(request).run(set_policy, kind, namespace, repository, rules)
+    enforcement.invalidate()
+    detail = f"set the {kind} policy of {audit_log.target(namespace, repository)}: {rules.describe()}"
+    record(request, who, detail[:1000], namespace if namespace is not None else repository)
+    return saved
+
+
+async def remove_rules(
+    request: web.Request, who: Caller, kind: str, namespace: str | None, repository: str | None
+) -> None:
+    namespace, repository = checked_target(namespace, repository)
+    await _require_target_admin(request, who, namespace, repository)
+    if not await db_of(request).run(delete_policy, kind, namespace, repository):
+        raise not_found(f"no {kind} policy on {audit_log.target(namespace, repository)}")
+    enforcement.invalidate()
+    record(
+        request,
+        who,
+        f"remove the {kind} policy of {audit_log.target(namespace, repository)}",
+        namespace if namespace is not None else repository,
+    )
 
 
 def _get(kind: str):  # noqa: ANN202 - a handler
@@ -137,15 +187,7 @@ def _put(kind: str):  # noqa: ANN202 - a handler
         namespace, repository = _target(request)
         await _require_target_admin(request, who, namespace, repository)
         data = await body.json_object(request, _RULE_FIELDS[kind])
-        try:
-            rules = parse_rules(kind, data)
-        except PolicyError as error:
-            raise _invalid(error) from None
-        saved = await db_of(request).run(set_policy, kind, namespace, repository, rules)
-        enforcement.invalidate()
-        detail = f"set the {kind} policy of {audit_log.target(namespace, repository)}: {rules.describe()}"
-        record(request, who, detail[:1000], namespace if namespace is not None else repository)
-        return web.json_response(policy_json(saved))
+        return web.json_response(policy_json(await set_rules(request, who, kind, namespace, repository, data)))
 
     return put
 
@@ -154,16 +196,7 @@ def _delete(kind: str):  # noqa: ANN202 - a handler
     async def delete(request: web.Request) -> web.Response:
         who = await caller(request)
         namespace, repository = _target(request)
-        await _require_target_admin(request, who, namespace, repository)
-        if not await db_of(request).run(delete_policy, kind, namespace, repository):
-            raise not_found(f"no {kind} policy on {audit_log.target(namespace, repository)}")
-        enforcement.invalidate()
-        record(
-            request,
-            who,
-            f"remove the {kind} policy of {audit_log.target(namespace, repository)}",
-            namespace if namespace is not None else repository,
-        )
+        await remove_rules(request, who, kind, namespace, repository)
         return no_content()
 
     return delete
@@ -243,11 +276,14 @@ def _namespace(request: web.Request) -> str:
     return str(namespace)
 
 
-async def list_quotas(request: web.Request) -> web.Response:
+async def visible_quotas(request: web.Request, who: Caller) -> list[quotas.QuotaStatus]:
     """Site administrators: every quota; others: the quotas of the namespaces they administer."""
-    who = await caller(request)
     scope = await administered(request, who)
-    found = await db_of(request).read(quotas.list_quotas, None if scope.everything else set(scope.namespaces))
+    return await db_of(request).read(quotas.list_quotas, None if scope.everything else set(scope.namespaces))
+
+
+async def list_quotas(request: web.Request) -> web.Response:
+    found = await visible_quotas(request, await caller(request))
     return web.json_response({"quotas": [quota_json(q) for q in found]})
 
 
@@ -260,6 +296,27 @@ async def get_quota(request: web.Request) -> web.Response:
     return web.json_response(quota_json(await db_of(request).read(quotas.quota_status, namespace)))
 
 
+async def set_limit(request: web.Request, who: Caller, namespace: str, limit: int) -> quotas.QuotaStatus:
+    """Set a namespace's quota (site administrators: quotas are about the machine's disks)."""
+    checked_target(namespace, None)
+    require_site_admin(who)
+    if not 1 <= limit <= MAX_BYTES:
+        raise bad_request(f"field 'limit_bytes' must be an integer from 1 to {MAX_BYTES}", {"field": "limit_bytes"})
+    status = await db_of(request).run(quotas.set_quota, namespace, limit)
+    enforcement.invalidate()
+    record(request, who, f"set the storage quota of namespace {namespace} to {limit} bytes", namespace)
+    return status
+
+
+async def remove_limit(request: web.Request, who: Caller, namespace: str) -> None:
+    checked_target(namespace, None)
+    require_site_admin(who)
+    if not await db_of(request).run(quotas.delete_quota, namespace):
+        raise not_found(f"namespace {namespace!r} has no quota")
+    enforcement.invalidate()
+    record(request, who, f"remove the storage quota of namespace {namespace}", namespace)
+
+
 async def set_quota(request: web.Request) -> web.Response:
     who = await caller(request)
     namespace = _namespace(request)
@@ -268,20 +325,12 @@ async def set_quota(request: web.Request) -> web.Response:
     limit = body.positive_int(data, "limit_bytes", MAX_BYTES)
     if limit is None:
         raise bad_request("missing field 'limit_bytes'", {"field": "limit_bytes"})
-    status = await db_of(request).run(quotas.set_quota, namespace, limit)
-    enforcement.invalidate()
-    record(request, who, f"set the storage quota of namespace {namespace} to {limit} bytes", namespace)
-    return web.json_response(quota_json(status))
+    return web.json_response(quota_json(await set_limit(request, who, namespace, limit)))
 
 
 async def delete_quota(request: web.Request) -> web.Response:
     who = await caller(request)
-    namespace = _namespace(request)
-    require_site_admin(who)
-    if not await db_of(request).run(quotas.delete_quota, namespace):
-        raise not_found(f"namespace {namespace!r} has no quota")
-    enforcement.invalidate()
-    record(request, who, f"remove the storage quota of namespace {namespace}", namespace)
+    await remove_limit(request, who, _namespace(request))
     return no_content()
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from dockyard.api.admin import body
 from dockyard.api.admin.common import bad_request, caller, db_of, not_found
-from dockyard.api.state import PRICES
+from dockyard.api.state import PRICES, holdings_of
 from dockyard.auth.access import readable_repositories
 from dockyard.registry import usage_report
 from dockyard.registry.errors import RegistryError
@@ -55,6 +55,7 @@ async def get_usage(request: web.Request) -> web.Response:
             days=days,
             now=time.time(),
             visible=lambda names: readable_repositories(conn, who.principal, names),
+            holdings=holdings_of(request, conn),
             namespace=namespace,
             totals=who.is_admin,
         )
@@ -74,6 +75,7 @@ async def get_repository_usage(request: web.Request) -> web.Response:
             days=days,
             now=time.time(),
             visible=lambda names: readable_repositories(conn, who.principal, names),
+            holdings=holdings_of(request, conn),
             repository=name,
             totals=False,
             daily=True,

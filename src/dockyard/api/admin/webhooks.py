@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from dockyard.api.admin import body
-from dockyard.api.admin.common import bad_request, caller, db_of, denied, not_found, record, timestamp
+from dockyard.api.admin.common import Caller, bad_request, caller, db_of, denied, not_found, record, timestamp
 from dockyard.api.state import WEBHOOKS
 from dockyard.auth import administration
 from dockyard.auth import audit as audit_log
@@ -97,7 +97,13 @@ def _target_of(webhook: store.Webhook) -> str | None:
 # -- listing and creating --------------------------------------------------------------------------
 
 
-def _list(conn: sa.Connection, principal: Principal, namespace: str | None, repository: str | None) -> list[dict]:
+# Each operation is a function of (request, caller, ...) that checks the input and the rule, makes
+# the change and audits it, shared by the handlers here and the web UI's pages.
+
+
+def _list(
+    conn: sa.Connection, principal: Principal, namespace: str | None, repository: str | None
+) -> list[tuple[store.Webhook, dict[str, int]]]:
     scope = administration.administered(conn, principal)
     found = [
         w
@@ -105,14 +111,21 @@ def _list(conn: sa.Connection, principal: Principal, namespace: str | None, repo
         if scope.target(w.namespace, w.repository) and w.listed_under(namespace, repository)
     ]
     counts = store.delivery_counts(conn, [w.id for w in found])
-    return [webhook_json(w, counts[w.id]) for w in found]
+    return [(w, counts[w.id]) for w in found]
+
+
+async def visible_webhooks(
+    request: web.Request, who: Caller, namespace: str | None = None, repository: str | None = None
+) -> list[tuple[store.Webhook, dict[str, int]]]:
+    """The webhooks on targets the caller administers, with their deliveries counted by status."""
+    return await db_of(request).read(_list, who.principal, namespace, repository)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
     who = await caller(request)
     namespace, repository = body.query(request, "namespace"), body.query(request, "repository")
-    found = await db_of(request).read(_list, who.principal, namespace, repository)
-    return web.json_response({"webhooks": found})
+    found = await visible_webhooks(request, who, namespace, repository)
+    return web.json_response({"webhooks": [webhook_json(w, counts) for w, counts in found]})
 
 
 def _events(data: dict[str, Any]) -> list[str]:
@@ -137,16 +150,16 @@ def _add(
     return store.add(conn, url, events, namespace, repository, secret)
 
 
-async def create_webhook(request: web.Request) -> web.Response:
-    who = await caller(request)
-    data = await body.json_object(request, {"url", "events", "namespace", "repository", "secret"})
-    for key in ("namespace", "repository", "secret", "events"):
-        if key in data and data[key] is None:  # leave a field out rather than send null, as the schema says
-            raise bad_request(f"field {key!r} may be left out but not null", {"field": key})
-    url = body.text(data, "url", store.MAX_URL)
-    namespace, repository = body.optional_text(data, "namespace"), body.optional_text(data, "repository")
-    secret = body.optional_text(data, "secret", store.MAX_SECRET)
-    events = _events(data)
+async def add_webhook(
+    request: web.Request,
+    who: Caller,
+    url: str,
+    events: list[str],
+    namespace: str | None,
+    repository: str | None,
+    secret: str | None,
+) -> tuple[store.Webhook, str]:
+    """Create a webhook; the secret returned (``secret`` or a new one) is shown once, here."""
     try:  # shape first, permission second: as everywhere in this API, bad input is a 400 for anyone
         store.check_target(namespace, repository)
         store.check_url(url)
@@ -159,6 +172,19 @@ async def create_webhook(request: web.Request) -> web.Response:
     await service_of(request).reload()
     detail = f"create webhook {webhook.id} on {audit_log.target(namespace, repository)} for {','.join(webhook.events)}"
     record(request, who, detail, _target_of(webhook))
+    return webhook, secret
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    who = await caller(request)
+    data = await body.json_object(request, {"url", "events", "namespace", "repository", "secret"})
+    for key in ("namespace", "repository", "secret", "events"):
+        if key in data and data[key] is None:  # leave a field out rather than send null, as the schema says
+            raise bad_request(f"field {key!r} may be left out but not null", {"field": key})
+    url = body.text(data, "url", store.MAX_URL)
+    namespace, repository = body.optional_text(data, "namespace"), body.optional_text(data, "repository")
+    secret = body.optional_text(data, "secret", store.MAX_SECRET)
+    webhook, secret = await add_webhook(request, who, url, _events(data), namespace, repository, secret)
     return web.json_response({**webhook_json(webhook, dict.fromkeys(store.STATUSES, 0)), "secret": secret}, status=201)
 
 
@@ -171,19 +197,32 @@ def _remove(conn: sa.Connection, principal: Principal, webhook_id: int) -> store
     return webhook
 
 
-async def delete_webhook(request: web.Request) -> web.Response:
-    who = await caller(request)
-    webhook = await db_of(request).run(_remove, who.principal, _webhook_id(request))
+async def remove_webhook(request: web.Request, who: Caller, webhook_id: int) -> None:
+    webhook = await db_of(request).run(_remove, who.principal, webhook_id)
     await service_of(request).reload()
     record(request, who, f"remove webhook {webhook.id} on {webhook.target}", _target_of(webhook))
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    who = await caller(request)
+    await remove_webhook(request, who, _webhook_id(request))
     return web.Response(status=204)
 
 
 def _deliveries(
     conn: sa.Connection, principal: Principal, webhook_id: int, status: str | None, before: int | None, limit: int
-) -> list[store.Delivery]:
-    _administered_webhook(conn, principal, webhook_id)
-    return store.deliveries(conn, webhook_id, status, before, limit)
+) -> tuple[store.Webhook, list[store.Delivery]]:
+    webhook = _administered_webhook(conn, principal, webhook_id)
+    return webhook, store.deliveries(conn, webhook_id, status, before, limit)
+
+
+async def delivery_log(
+    request: web.Request, who: Caller, webhook_id: int, status: str | None, before: int | None, limit: int
+) -> tuple[store.Webhook, list[store.Delivery]]:
+    """A webhook and a page of its deliveries, newest first (``before``: the id to page back from)."""
+    if status is not None and status not in store.STATUSES:
+        raise bad_request(f"status must be one of {', '.join(store.STATUSES)}")
+    return await db_of(request).read(_deliveries, who.principal, webhook_id, status, before, limit)
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -195,7 +234,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise bad_request(f"status must be one of {', '.join(store.STATUSES)}")
     before = _integer(body.query(request, "before_id"), "before_id")
     limit = _integer(body.query(request, "limit"), "limit", store.MAX_PAGE) or 100
-    found = await db_of(request).read(_deliveries, who.principal, webhook_id, status, before, limit)
+    _, found = await delivery_log(request, who, webhook_id, status, before, limit)
     next_before = found[-1].id if len(found) == limit else None
     return web.json_response({"deliveries": [delivery_json(d) for d in found], "next_before_id": next_before})
 
@@ -210,16 +249,20 @@ def _redeliver(
     return webhook, found
 
 
-async def redeliver(request: web.Request) -> web.Response:
+async def send_again(request: web.Request, who: Caller, webhook_id: int, delivery_id: str) -> store.Delivery:
     """Send a delivery again soon, with the same id and payload (see ``webhook_store.redeliver``)."""
-    who = await caller(request)
-    webhook_id = _webhook_id(request)
-    delivery_id = body.path(request, "delivery_id")
     if not _DELIVERY_ID.fullmatch(delivery_id):
         raise bad_request("a delivery id is a UUID in lower case, as in the X-Dockyard-Delivery header")
     webhook, found = await db_of(request).run(_redeliver, who.principal, webhook_id, delivery_id)
     service_of(request).wake()
     record(request, who, f"redeliver {delivery_id} of webhook {webhook_id}", _target_of(webhook))
+    return found
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    who = await caller(request)
+    webhook_id = _webhook_id(request)
+    found = await send_again(request, who, webhook_id, body.path(request, "delivery_id"))
     return web.json_response(delivery_json(found), status=202)
 
 
@@ -228,11 +271,16 @@ def _ping(conn: sa.Connection, principal: Principal, webhook_id: int) -> tuple[s
     return webhook, store.ping(conn, webhook)
 
 
-async def ping(request: web.Request) -> web.Response:
-    who = await caller(request)
-    webhook, delivery = await db_of(request).run(_ping, who.principal, _webhook_id(request))
+async def send_ping(request: web.Request, who: Caller, webhook_id: int) -> store.Delivery:
+    webhook, delivery = await db_of(request).run(_ping, who.principal, webhook_id)
     service_of(request).wake()
     record(request, who, f"ping webhook {webhook.id}", _target_of(webhook))
+    return delivery
+
+
+async def ping(request: web.Request) -> web.Response:
+    who = await caller(request)
+    delivery = await send_ping(request, who, _webhook_id(request))
     return web.json_response(delivery_json(delivery), status=202)
 
 
