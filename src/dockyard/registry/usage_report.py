@@ -408,6 +408,11 @@ class Holdings:
             out[space] = Footprint(found.stored_bytes, found.unique_bytes, 0.0, found.blobs, found.manifests)
         return out
 
+    def namespace_bytes(self, namespace: str) -> int:
+        """Bytes of the distinct blobs the namespace's manifests reference, and of the manifests."""
+        blob_digests, manifest_digests = self.namespace_held.get(namespace, (set(), set()))
+        return sum(self.sizes[d] for d in blob_digests) + sum(self.sizes[d] for d in manifest_digests)
+
     def referenced_bytes(self) -> int:
         """Bytes of the distinct blobs and manifests some repository holds."""
         return sum(self.sizes.values())
@@ -418,7 +423,7 @@ class HoldingsCache:
     push, delete, retention and collection in this process) is unchanged, for at most ``ttl``
     seconds: changes made by other processes (the CLI, replicas) show within that time."""
 
-    def __init__(self, ttl: float = 10.0) -> None:
+    def __init__(self, ttl: float = 60.0) -> None:
         self.ttl = ttl
         self._entry: tuple[int, float, Holdings] | None = None
 
@@ -552,11 +557,14 @@ def _namespaces(
     for name, footprint in storage.namespaces([repo.id for repo in listed]).items():
         footprint.attributed_bytes = spaces[name].footprint.attributed_bytes
         spaces[name].footprint = footprint
-    # Quotas are few: find them in one query, then take each one's figures from the quota module,
-    # so that "used" and "headroom" are what the quota check itself counts (linked blobs included).
-    limited = sa.select(quota_table.c.namespace).where(quota_table.c.namespace.in_(sorted(spaces)))
-    for name in conn.execute(limited).scalars():
-        spaces[name].quota = quotas.quota_status(conn, name)
+    # "Used" is what the quota check counts (quotas.namespace_usage): what the namespace's manifests
+    # reference and the manifests (from the holdings), plus blobs linked there that nothing uses yet
+    # (one query for every namespace with a quota, instead of one per namespace).
+    limited = conn.execute(sa.select(quota_table).where(quota_table.c.namespace.in_(sorted(spaces)))).all()
+    unused = quotas.unused_bytes(conn, [row.namespace for row in limited])
+    for row in limited:
+        used = storage.namespace_bytes(row.namespace) + unused.get(row.namespace, 0)
+        spaces[row.namespace].quota = quotas.QuotaStatus(row.namespace, row.limit_bytes, used, row.updated_at)
     return sorted(spaces.values(), key=lambda s: s.name)
 
 
