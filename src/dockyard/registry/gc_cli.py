@@ -14,16 +14,8 @@ from dockyard import config
 from dockyard.auth.cli import _location
 from dockyard.meta.db import Database
 from dockyard.registry.gc import CollectionBusy, Collector
+from dockyard.registry.units import format_size as size
 from dockyard.storage.filesystem import FilesystemDriver
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 @click.command()
@@ -58,13 +50,13 @@ def gc(dry_run: bool, grace: float | None, upload_ttl: float | None, as_json: bo
         return
     verb = "would free" if dry_run else "freed"
     click.echo(
-        f"{verb} {_size(report.bytes_freed)}: {report.blobs_removed} blobs ({_size(report.blob_bytes_freed)}), "
+        f"{verb} {size(report.bytes_freed)}: {report.blobs_removed} blobs ({size(report.blob_bytes_freed)}), "
         f"{report.manifests_removed} manifests, {report.uploads_removed} abandoned uploads, "
-        f"{report.orphan_files_removed} orphaned files ({_size(report.orphan_bytes_freed)}) in {report.seconds:.2f} s"
+        f"{report.orphan_files_removed} orphaned files ({size(report.orphan_bytes_freed)}) in {report.seconds:.2f} s"
     )
     if report.blobs_waiting:
         click.echo(
-            f"{report.blobs_waiting} unreferenced blobs ({_size(report.blob_bytes_waiting)}) are inside the "
+            f"{report.blobs_waiting} unreferenced blobs ({size(report.blob_bytes_waiting)}) are inside the "
             f"{report.grace_seconds:g} s grace period and will go in a later run"
         )
     if dry_run:
