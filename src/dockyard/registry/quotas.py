@@ -16,7 +16,6 @@ same effect.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -86,25 +85,6 @@ def _used_by_some_repository(digest: sa.ColumnElement[str] | str) -> sa.Exists:
         )
         .where(manifest_references.c.target_digest == digest)
     )
-
-
-def unused_bytes(conn: sa.Connection, namespaces: Collection[str]) -> dict[str, int]:
-    """Per namespace: the bytes of distinct blobs linked to its repositories that no manifest of
-    any repository references (uploaded, not used yet). With the bytes of what its manifests
-    reference and of the manifests themselves (``usage_report.Holdings``), this is
-    ``namespace_usage`` for many namespaces in one query."""
-    if not namespaces:
-        return {}
-    wanted = sa.or_(*(in_namespace(repositories.c.name, ns) for ns in sorted(namespaces)))
-    pairs = (
-        sa.select(repositories.c.name, blobs.c.digest, blobs.c.size)
-        .select_from(repository_blobs.join(repositories).join(blobs, blobs.c.digest == repository_blobs.c.digest))
-        .where(wanted, ~_used_by_some_repository(blobs.c.digest))
-    )
-    seen: dict[str, dict[str, int]] = {}
-    for name, digest, size in conn.execute(pairs):
-        seen.setdefault(name.partition("/")[0], {})[digest] = size
-    return {ns: sum(digests.values()) for ns, digests in seen.items()}
 
 
 def referenced(conn: sa.Connection, digest: str) -> bool:

@@ -46,6 +46,7 @@ from dockyard.meta.tables import (
     manifest_references,
     manifests,
     repositories,
+    repository_blobs,
     repository_manifests,
     tags,
     usage_daily,
@@ -353,6 +354,7 @@ class Holdings:
         for repo_id, space in self.namespace_of.items():
             self.namespace_members.setdefault(space, set()).add(repo_id)
         self._whole_namespaces: dict[str, Footprint] = {}
+        self.referenced_blobs: set[str] = set().union(*(h[0] for h in held.values()))
 
     @classmethod
     def load(cls, conn: sa.Connection) -> Holdings:
@@ -412,6 +414,25 @@ class Holdings:
         """Bytes of the distinct blobs the namespace's manifests reference, and of the manifests."""
         blob_digests, manifest_digests = self.namespace_held.get(namespace, (set(), set()))
         return sum(self.sizes[d] for d in blob_digests) + sum(self.sizes[d] for d in manifest_digests)
+
+    def unused_bytes(self, conn: sa.Connection, ids: Collection[int], names: dict[int, str]) -> dict[str, int]:
+        """Per namespace of the repositories ``ids``: the bytes of distinct blobs linked there that
+        no manifest of any repository references (uploaded, not used yet)."""
+        if not ids:
+            return {}
+        used = self.referenced_blobs
+        links = sa.select(repository_blobs.c.repository_id, repository_blobs.c.digest).where(
+            _in(repository_blobs.c.repository_id, ids)
+        )
+        unused = [(repo_id, digest) for repo_id, digest in conn.execute(links) if digest not in used]
+        sizes: dict[str, int] = {}
+        if unused:
+            found = sa.select(blobs.c.digest, blobs.c.size).where(blobs.c.digest.in_({d for _, d in unused}))
+            sizes = {digest: size for digest, size in conn.execute(found)}
+        seen: dict[str, dict[str, int]] = {}
+        for repo_id, digest in unused:
+            seen.setdefault(namespace_of(names[repo_id]), {})[digest] = sizes.get(digest, 0)
+        return {space: sum(digests.values()) for space, digests in seen.items()}
 
     def referenced_bytes(self) -> int:
         """Bytes of the distinct blobs and manifests some repository holds."""
@@ -561,7 +582,8 @@ def _namespaces(
     # reference and the manifests (from the holdings), plus blobs linked there that nothing uses yet
     # (one query for every namespace with a quota, instead of one per namespace).
     limited = conn.execute(sa.select(quota_table).where(quota_table.c.namespace.in_(sorted(spaces)))).all()
-    unused = quotas.unused_bytes(conn, [row.namespace for row in limited])
+    quota_ids = [i for i, row in every.items() if namespace_of(row.name) in {q.namespace for q in limited}]
+    unused = storage.unused_bytes(conn, quota_ids, {i: row.name for i, row in every.items()})
     for row in limited:
         used = storage.namespace_bytes(row.namespace) + unused.get(row.namespace, 0)
         spaces[row.namespace].quota = quotas.QuotaStatus(row.namespace, row.limit_bytes, used, row.updated_at)
