@@ -12,7 +12,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from html import unescape
@@ -380,12 +380,16 @@ def test_the_index_page_lists_its_platforms_with_links(env: Env, app: dict[str, 
 # -- changes ------------------------------------------------------------------------------------
 
 
-def _audit(env: Env, repository: str, action: str, count: int = 1) -> list[dict]:
-    """The audit events of ``repository``, newest first, once there are ``count`` of them."""
+def _audit(
+    env: Env, repository: str, action: str, count: int = 1, until: Callable[[list[dict]], bool] | None = None
+) -> list[dict]:
+    """The audit events of ``repository``, newest first, once there are ``count`` of them (and
+    ``until`` holds for them: other events of the repository may have been written first)."""
     deadline = time.monotonic() + 10
     while True:  # the audit log is written in batches, every second
         events = env.api("GET", "/audit", params={"repository": repository, "action": action}).json()["events"]
-        if len(events) >= count or time.monotonic() > deadline:
+        done = len(events) >= count and (until is None or until(events))
+        if done or time.monotonic() > deadline:
             return events
         time.sleep(0.2)
 
@@ -507,8 +511,9 @@ def test_non_administrators_see_no_forms_and_are_refused(env: Env, app: dict[str
     with env.browser() as anonymous:
         assert anonymous.post(f"/r/{name}/-/visibility", data={"visibility": "private"}).status_code == 403
         assert anonymous.post("/r/acme/app/-/visibility", data={"visibility": "public"}).status_code == 404
-    events = _audit(env, name, "admin")
-    assert any(e["actor"] == "tom" and e["outcome"] == "denied" for e in events)
+    refused = lambda found: any(e["actor"] == "tom" and e["outcome"] == "denied" for e in found)  # noqa: E731
+    events = _audit(env, name, "admin", until=refused)
+    assert refused(events)
     assert "mine now" not in json.dumps(events)
 
 
