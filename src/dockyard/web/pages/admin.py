@@ -20,8 +20,8 @@ from dockyard.web.context import accounts_enabled
 from dockyard.web.pages.admin_common import (
     FORM_ERRORS,
     admin_page,
+    admin_view,
     done,
-    done_message,
     field,
     inline,
     password,
@@ -58,17 +58,15 @@ async def overview(request: web.Request) -> web.Response:
 async def _tokens_page(request: web.Request, who: Caller, status: int = 200, **context: Any) -> web.Response:
     context = {"created": None, "form": {"name": "", "scope": "read", "days": ""}, **context}
     found = await me.own_tokens(request, who)
-    return await page(
+    return await admin_view(
         request,
         "admin/tokens.html",
         status=status,
         title="Your access tokens",
-        nav="admin",
         section="tokens",
         tokens=found,
         scopes=SCOPES,
         max_days=me.MAX_TOKEN_DAYS,
-        flash=done_message(request),
         **context,
     )
 
@@ -117,14 +115,12 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 
 async def _password_page(request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
-    return await page(
+    return await admin_view(
         request,
         "admin/password.html",
         status=status,
         title="Change your password",
-        nav="admin",
         section="password",
-        flash=done_message(request),
         error=error,
     )
 

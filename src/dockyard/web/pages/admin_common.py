@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -57,6 +57,12 @@ DONE = {
     "pinged": "A ping was queued: it appears below, and is sent within seconds.",
     "redelivered": "The delivery was queued to be sent again.",
 }
+
+
+async def admin_view(request: web.Request, template: str, **context: Any) -> web.Response:
+    """An administration page: the admin navigation, and the confirmation of the change that
+    redirected here (``?done=``)."""
+    return await page(request, template, nav="admin", flash=done_message(request), **context)
 
 
 def done_message(request: web.Request) -> str | None:

@@ -23,14 +23,13 @@ from dockyard.registry.units import parse_duration, parse_size
 from dockyard.web.pages.admin_common import (
     FORM_ERRORS,
     admin_page,
+    admin_view,
     done,
-    done_message,
     field,
     inline,
     submitted,
     visitor,
 )
-from dockyard.web.render import page
 
 ERRORS = (*FORM_ERRORS, ValueError)
 PAGE = 50
@@ -80,15 +79,13 @@ def _rules(kind: str, values: dict[str, str]) -> dict[str, Any]:
 
 async def _policies_page(request: web.Request, who: Caller, status: int = 200, **context: Any) -> web.Response:
     context = {"forms": {kind: _BLANK_POLICY for kind in KINDS}, **context}
-    return await page(
+    return await admin_view(
         request,
         "admin/policies.html",
         status=status,
         title="Retention and immutability",
-        nav="admin",
         section="policies",
         policies=await policies.visible_policies(request, who, None, None, None),
-        flash=done_message(request),
         **context,
     )
 
@@ -135,15 +132,13 @@ async def remove_policy(request: web.Request) -> web.Response:
 
 async def _quotas_page(request: web.Request, who: Caller, status: int = 200, **context: Any) -> web.Response:
     context = {"form": {"namespace": "", "limit": ""}, **context}
-    return await page(
+    return await admin_view(
         request,
         "admin/quotas.html",
         status=status,
         title="Storage quotas",
-        nav="admin",
         section="quotas",
         quotas=await policies.visible_quotas(request, who),
-        flash=done_message(request),
         **context,
     )
 
@@ -189,16 +184,14 @@ _BLANK_WEBHOOK = {
 
 async def _webhooks_page(request: web.Request, who: Caller, status: int = 200, **context: Any) -> web.Response:
     context = {"form": _BLANK_WEBHOOK, "created": None, **context}
-    return await page(
+    return await admin_view(
         request,
         "admin/webhooks.html",
         status=status,
         title="Webhooks",
-        nav="admin",
         section="webhooks",
         webhooks=await webhooks.visible_webhooks(request, who),
         events=webhook_store.EVENTS,
-        flash=done_message(request),
         **context,
     )
 
@@ -257,18 +250,16 @@ async def deliveries(request: web.Request) -> web.Response:
         status = None
     before = _before(request.query)
     webhook, found = await webhooks.delivery_log(request, who, webhook_id, status, before, PAGE)
-    return await page(
+    return await admin_view(
         request,
         "admin/webhook.html",
         title=f"Webhook {webhook.id}",
-        nav="admin",
         section="webhooks",
         webhook=webhook,
         deliveries=found,
         status_filter=status or "",
         statuses=webhook_store.STATUSES,
         older=found[-1].id if len(found) == PAGE else None,
-        flash=done_message(request),
     )
 
 

@@ -18,8 +18,8 @@ from dockyard.auth.permissions import LEVELS
 from dockyard.web.pages.admin_common import (
     FORM_ERRORS,
     admin_page,
+    admin_view,
     done,
-    done_message,
     field,
     inline,
     password,
@@ -27,7 +27,6 @@ from dockyard.web.pages.admin_common import (
     submitted,
     visitor,
 )
-from dockyard.web.render import page
 
 # -- users -----------------------------------------------------------------------------------
 
@@ -35,15 +34,13 @@ from dockyard.web.render import page
 async def _users_page(request: web.Request, who: Caller, status: int = 200, **context: Any) -> web.Response:
     context = {"form": {"name": "", "admin": False}, **context}
     found = await users.all_users(request, who)
-    return await page(
+    return await admin_view(
         request,
         "admin/users.html",
         status=status,
         title="Users",
-        nav="admin",
         section="users",
         users=found,
-        flash=done_message(request),
         **context,
     )
 
@@ -105,15 +102,13 @@ async def remove_user(request: web.Request) -> web.Response:
 
 async def _orgs_page(request: web.Request, who: Caller, status: int = 200, **context: Any) -> web.Response:
     context = {"form": {"name": ""}, **context}
-    return await page(
+    return await admin_view(
         request,
         "admin/orgs.html",
         status=status,
         title="Organizations",
-        nav="admin",
         section="orgs",
         organizations=await orgs.visible_orgs(request, who),
-        flash=done_message(request),
         **context,
     )
 
@@ -144,12 +139,11 @@ async def _org_page(request: web.Request, who: Caller, org: str, status: int = 2
     """Teams first: ``teams_of`` is the permission check (403 for anyone but the org's admins)."""
     context = {"robot": None, "team_form": "", "robot_form": "", "grant_form": _BLANK_GRANT, **context}
     teams = await orgs.teams_of(request, who, org)
-    return await page(
+    return await admin_view(
         request,
         "admin/org.html",
         status=status,
         title=f"Organization {org}",
-        nav="admin",
         section="orgs",
         org=org,
         org_path=path_part(org),
@@ -158,7 +152,6 @@ async def _org_page(request: web.Request, who: Caller, org: str, status: int = 2
         grants=await grants.grants_on_target(request, who, org, None),
         subject_types=grants.SUBJECT_TYPES,
         levels=tuple(LEVELS),
-        flash=done_message(request),
         **context,
     )
 
