@@ -21,7 +21,7 @@ from dockyard import config
 from dockyard.auth import audit as audit_log
 from dockyard.auth.cli import _change, _location, _run
 from dockyard.meta.db import Database
-from dockyard.registry import quotas, retention
+from dockyard.registry import quotas, retention, usage_report
 from dockyard.registry.enforcement import PolicyHooks
 from dockyard.registry.hooks import AllHooks
 from dockyard.registry.policies import (
@@ -385,7 +385,7 @@ def quota_set(namespace: str, size: int) -> None:
 def quota_show(namespace: str | None) -> None:
     """Usage, quota and headroom of NAMESPACE, or of every namespace with a quota."""
     if namespace is None:
-        for status in _run(quotas.list_quotas):
+        for status in _run(lambda conn: usage_report.Holdings.load(conn).quota_statuses(conn)):
             _print_quota(status)
         return
     _print_quota(_run(quotas.quota_status, _namespace_arg(namespace)))

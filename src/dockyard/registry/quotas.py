@@ -136,12 +136,3 @@ def set_quota(conn: sa.Connection, namespace: str, limit_bytes: int) -> QuotaSta
 
 def delete_quota(conn: sa.Connection, namespace: str) -> bool:
     return conn.execute(sa.delete(quotas).where(quotas.c.namespace == namespace)).rowcount > 0
-
-
-def list_quotas(conn: sa.Connection, namespaces: set[str] | None = None) -> list[QuotaStatus]:
-    """Every quota with its namespace's usage; ``namespaces`` narrows the list."""
-    q = sa.select(quotas).order_by(quotas.c.namespace)
-    if namespaces is not None:
-        q = q.where(quotas.c.namespace.in_(sorted(namespaces)))
-    rows = conn.execute(q).all()
-    return [QuotaStatus(r.namespace, r.limit_bytes, namespace_usage(conn, r.namespace), r.updated_at) for r in rows]

@@ -158,7 +158,10 @@ class Registry:
                 return True
             return False
 
-        return await self.db.run(mount)
+        try:
+            return await self.db.run(mount)
+        finally:
+            self._generation += 1  # the repository's linked blobs (and so its quota use) changed
 
     async def repositories_holding(self, digest: str) -> list[str]:
         parse_digest(digest)
@@ -166,14 +169,20 @@ class Registry:
 
     async def upload_monolithic(self, name: str, digest: str, chunks: AsyncIterator[bytes]) -> Digest:
         parsed = parse_digest(digest)
-        await self.uploads.monolithic(name, parsed, chunks)
+        try:
+            await self.uploads.monolithic(name, parsed, chunks)
+        finally:
+            self._generation += 1
         return parsed
 
     async def finish_upload(
         self, name: str, upload_id: str, digest: str, chunks: AsyncIterator[bytes] | None, start: int | None
     ) -> Digest:
         parsed = parse_digest(digest)
-        await self.uploads.finish(name, upload_id, parsed, chunks, start)
+        try:
+            await self.uploads.finish(name, upload_id, parsed, chunks, start)
+        finally:
+            self._generation += 1
         return parsed
 
     # -- manifests --------------------------------------------------------------------------

@@ -289,10 +289,12 @@ def report(
     storage = holdings if holdings is not None else Holdings.load(conn)
     for repo_id, footprint in storage.footprints(repos).items():
         repos[repo_id].footprint = footprint
-    for repo_id, count in _tag_counts(conn, ids).items():
+    tag_counts = _tag_counts(conn, ids)
+    for repo_id, count in tag_counts.items():
         if repo_id in repos:
             repos[repo_id].tags = count
-    for repo_id, activity in _activity(conn, ids, since, since_30).items():
+    activities = _activity(conn, ids, since, since_30)
+    for repo_id, activity in activities.items():
         if repo_id in repos:
             repos[repo_id].activity = activity
     if daily:
@@ -302,8 +304,12 @@ def report(
 
     listed = sorted(repos.values(), key=lambda r: r.name)
     namespaces = _namespaces(conn, listed, storage, every)
-    whole = _totals(conn, storage, since, since_30) if totals else None
-    if whole is not None:
+    whole = None
+    if totals:
+        # Unfiltered, the per-repository figures already cover every row (tags and usage go
+        # with their repository): summing them saves scanning both tables again.
+        whole = _totals(conn, storage, since, since_30, None if ids is not None else (tag_counts, activities))
+        whole.repositories = len(every)
         whole.namespaces = len({namespace_of(row.name) for row in every.values()})
     return Report(days, since, today.isoformat(), now, prices, listed, namespaces, whole)
 
@@ -355,6 +361,9 @@ class Holdings:
             self.namespace_members.setdefault(space, set()).add(repo_id)
         self._whole_namespaces: dict[str, Footprint] = {}
         self.referenced_blobs: set[str] = set().union(*(h[0] for h in held.values()))
+        # Figures read on first use and kept with the holdings (same lifetime, same staleness).
+        self._unused: dict[frozenset[int], dict[str, int]] = {}
+        self._physical: tuple[int, int, int, int] | None = None
 
     @classmethod
     def load(cls, conn: sa.Connection) -> Holdings:
@@ -417,9 +426,17 @@ class Holdings:
 
     def unused_bytes(self, conn: sa.Connection, ids: Collection[int], names: dict[int, str]) -> dict[str, int]:
         """Per namespace of the repositories ``ids``: the bytes of distinct blobs linked there that
-        no manifest of any repository references (uploaded, not used yet)."""
+        no manifest of any repository references (uploaded, not used yet). Remembered per set of
+        repositories: reading every link of twenty namespaces costs tens of milliseconds, and
+        the usage page and the quota list ask for the same set each time."""
         if not ids:
             return {}
+        key = frozenset(ids)
+        if key not in self._unused:
+            self._unused[key] = self._read_unused(conn, key, names)
+        return self._unused[key]
+
+    def _read_unused(self, conn: sa.Connection, ids: Collection[int], names: dict[int, str]) -> dict[str, int]:
         used = self.referenced_blobs
         links = sa.select(repository_blobs.c.repository_id, repository_blobs.c.digest).where(
             _in(repository_blobs.c.repository_id, ids)
@@ -437,6 +454,40 @@ class Holdings:
     def referenced_bytes(self) -> int:
         """Bytes of the distinct blobs and manifests some repository holds."""
         return sum(self.sizes.values())
+
+    def physical(self, conn: sa.Connection) -> tuple[int, int, int, int]:
+        """(blobs, blob bytes, manifests, manifest bytes) stored, referenced or not: two scans
+        of the largest tables, done once per holdings."""
+        if self._physical is None:
+            blob_count, blob_bytes = _count_and_bytes(conn, sa.select(blobs.c.size))
+            manifest_count, manifest_bytes = _count_and_bytes(conn, sa.select(manifests.c.size))
+            self._physical = (blob_count, blob_bytes, manifest_count, manifest_bytes)
+        return self._physical
+
+    def quota_statuses(
+        self, conn: sa.Connection, namespaces: Collection[str] | None = None
+    ) -> list[quotas.QuotaStatus]:
+        """Every quota (of ``namespaces`` when given) with its use as the quota check counts it
+        (``quotas.namespace_usage``), from the holdings: one query for all of them rather than
+        three per quota."""
+        q = sa.select(quota_table).order_by(quota_table.c.namespace)
+        if namespaces is not None:
+            q = q.where(quota_table.c.namespace.in_(sorted(namespaces)))
+        limited = conn.execute(q).all()
+        if not limited:
+            return []
+        names = dict(conn.execute(sa.select(repositories.c.id, repositories.c.name)).all())
+        spaces = {row.namespace for row in limited}
+        unused = self.unused_bytes(conn, [i for i, name in names.items() if namespace_of(name) in spaces], names)
+        return [
+            quotas.QuotaStatus(
+                row.namespace,
+                row.limit_bytes,
+                self.namespace_bytes(row.namespace) + unused.get(row.namespace, 0),
+                row.updated_at,
+            )
+            for row in limited
+        ]
 
 
 class HoldingsCache:
@@ -578,15 +629,8 @@ def _namespaces(
     for name, footprint in storage.namespaces([repo.id for repo in listed]).items():
         footprint.attributed_bytes = spaces[name].footprint.attributed_bytes
         spaces[name].footprint = footprint
-    # "Used" is what the quota check counts (quotas.namespace_usage): what the namespace's manifests
-    # reference and the manifests (from the holdings), plus blobs linked there that nothing uses yet
-    # (one query for every namespace with a quota, instead of one per namespace).
-    limited = conn.execute(sa.select(quota_table).where(quota_table.c.namespace.in_(sorted(spaces)))).all()
-    quota_ids = [i for i, row in every.items() if namespace_of(row.name) in {q.namespace for q in limited}]
-    unused = storage.unused_bytes(conn, quota_ids, {i: row.name for i, row in every.items()})
-    for row in limited:
-        used = storage.namespace_bytes(row.namespace) + unused.get(row.namespace, 0)
-        spaces[row.namespace].quota = quotas.QuotaStatus(row.namespace, row.limit_bytes, used, row.updated_at)
+    for status in storage.quota_statuses(conn, spaces):
+        spaces[status.namespace].quota = status
     return sorted(spaces.values(), key=lambda s: s.name)
 
 
@@ -597,12 +641,24 @@ def _latest(a: float | None, b: float | None) -> float | None:
 # -- the registry ----------------------------------------------------------------------------------
 
 
-def _totals(conn: sa.Connection, storage: Holdings, since: str, since_30: str) -> Totals:
+def _totals(
+    conn: sa.Connection,
+    storage: Holdings,
+    since: str,
+    since_30: str,
+    every_repository: tuple[dict[int, int], dict[int, Activity]] | None,
+) -> Totals:
+    """The registry's totals; ``every_repository`` (tag counts and activity of all repositories,
+    when the report already read them unfiltered) replaces the two whole-table queries."""
     t = Totals()
-    t.repositories = int(conn.execute(sa.select(sa.func.count()).select_from(repositories)).scalar_one())
-    t.blobs, t.blob_bytes = _count_and_bytes(conn, sa.select(blobs.c.size))
-    t.manifests, t.manifest_bytes = _count_and_bytes(conn, sa.select(manifests.c.size))
+    t.blobs, t.blob_bytes, t.manifests, t.manifest_bytes = storage.physical(conn)
     t.referenced_bytes = storage.referenced_bytes()
+    if every_repository is not None:
+        tag_counts, activities = every_repository
+        t.tags = sum(tag_counts.values())
+        for activity in activities.values():
+            t.activity.add(activity)
+        return t
     t.tags = int(conn.execute(sa.select(sa.func.count()).select_from(tags)).scalar_one())
     row = conn.execute(sa.select(*_window_sums(since, since_30)).where(usage_daily.c.day >= min(since, since_30))).one()
     t.activity = _activity_of(row)

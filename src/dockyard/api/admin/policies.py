@@ -37,7 +37,7 @@ from dockyard.api.admin.common import (
     require_site_admin,
     timestamp,
 )
-from dockyard.api.state import REGISTRY
+from dockyard.api.state import REGISTRY, holdings_of
 from dockyard.auth import audit as audit_log
 from dockyard.registry import enforcement, quotas, retention
 from dockyard.registry.policies import (
@@ -279,7 +279,10 @@ def _namespace(request: web.Request) -> str:
 async def visible_quotas(request: web.Request, who: Caller) -> list[quotas.QuotaStatus]:
     """Site administrators: every quota; others: the quotas of the namespaces they administer."""
     scope = await administered(request, who)
-    return await db_of(request).read(quotas.list_quotas, None if scope.everything else set(scope.namespaces))
+    wanted = None if scope.everything else set(scope.namespaces)
+    # From the usage report's cached holdings (kept until the next write): the same figures as
+    # quotas.namespace_usage, without three queries per quota.
+    return await db_of(request).read(lambda conn: holdings_of(request, conn).quota_statuses(conn, wanted))
 
 
 async def list_quotas(request: web.Request) -> web.Response:
