@@ -218,6 +218,27 @@ def test_the_site_admin_cannot_remove_their_own_account(api: AdminApi):
     assert_error(api.call("admin", "DELETE", "/users/admin"), 400, "BAD_REQUEST")
 
 
+def test_site_admin_disables_and_enables_a_user(api: AdminApi):
+    name = _new_user(api, "off")
+    token = api.login(name, "pw-123456")
+    mine = {"Authorization": f"Bearer {token}"}
+    assert api.call(None, "GET", "/me", headers=mine).status_code == 200
+    r = api.call("admin", "PATCH", f"/users/{name}", json={"disabled": True})
+    assert r.status_code == 200 and conforms(r.json(), "User")["disabled"] is True
+    # The earlier token and the password both stop working at once.
+    assert_error(api.call(None, "GET", "/me", headers=mine), 401, "UNAUTHORIZED")
+    assert_error(api.call(None, "GET", "/me", auth=(name, "pw-123456")), 401, "UNAUTHORIZED")
+    assert [u["disabled"] for u in api.call("admin", "GET", "/users").json()["users"] if u["name"] == name] == [True]
+    r = api.call("admin", "PATCH", f"/users/{name}", json={"disabled": False})
+    assert r.status_code == 200 and r.json()["disabled"] is False
+    api.login(name, "pw-123456")
+    for bad in ({}, {"disabled": "yes"}, {"disabled": True, "admin": True}):
+        assert_error(api.call("admin", "PATCH", f"/users/{name}", json=bad), 400, "BAD_REQUEST")
+    assert_error(api.call("admin", "PATCH", "/users/admin", json={"disabled": True}), 400, "BAD_REQUEST")
+    assert_error(api.call("admin", "PATCH", f"/users/{repo('missing')}", json={"disabled": True}), 404, "NOT_FOUND")
+    assert_error(api.call("olga", "PATCH", f"/users/{name}", json={"disabled": True}), 403, "DENIED")
+
+
 @pytest.mark.parametrize("who", ["olga", "tom", "pat"])
 def test_only_site_admins_manage_users(api: AdminApi, who: str):
     assert_error(api.call(who, "GET", "/users"), 403, "DENIED")

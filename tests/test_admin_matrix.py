@@ -255,6 +255,8 @@ OPS: dict[str, Op] = {
         c, "POST", "/users", json={"name": repo("user"), "password": "new-pw-123"})),
     "remove user": Op("DELETE", "/users/{name}", "site admin", 204, lambda w, c: w.call(
         c, "DELETE", f"/users/{w.fresh_user()}")),
+    "disable a user": Op("PATCH", "/users/{name}", "site admin", 200, lambda w, c: w.call(
+        c, "PATCH", f"/users/{w.fresh_user()}", json={"disabled": True})),
     "change own password": Op("PUT", "/users/{name}/password", "user", 204, _own_password),
     "reset someone's password": Op("PUT", "/users/{name}/password", "site admin", 204, lambda w, c: w.call(
         c, "PUT", f"/users/{w.fresh_user()}/password", json={"password": "reset-pw-123"})),

@@ -93,22 +93,38 @@ async def delete_user(request: web.Request) -> web.Response:
     return no_content()
 
 
-def _set_disabled(conn: sa.Connection, name: str, disabled: bool) -> None:
+def _set_disabled(conn: sa.Connection, name: str, disabled: bool) -> accounts.User:
     if not administration.user_exists(conn, name):
         raise not_found(f"no user named {name!r}")
     accounts.set_disabled(conn, name, disabled)
+    user = administration.user_named(conn, name)
+    assert user is not None
+    return user
 
 
-async def set_disabled(request: web.Request, who: Caller, name: str, disabled: bool) -> None:
+async def set_disabled(request: web.Request, who: Caller, name: str, disabled: bool) -> accounts.User:
     """Disable or enable a user (site admins; not oneself, for the reason one cannot remove
     oneself). A disabled user's logins, tokens and web sessions stop working at once; their
-    grants and memberships stay for when they are enabled again. The web UI offers this; the
-    API does not (yet): a route would call this as it is."""
+    grants and memberships stay for when they are enabled again."""
     require_site_admin(who)
     if name == who.name:
         raise bad_request("you cannot disable your own account")
-    await db_of(request).run(_set_disabled, name, disabled)
+    user = await db_of(request).run(_set_disabled, name, disabled)
     record(request, who, f"{'disable' if disabled else 'enable'} user {name}")
+    return user
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """``PATCH /users/{name}`` with ``{"disabled": true|false}``: the one field an administrator
+    changes in place (passwords have their own route; the admin flag is set at creation)."""
+    who = await caller(request)
+    require_site_admin(who)
+    name = body.path(request, "name")
+    data = await body.json_object(request, {"disabled"})
+    if "disabled" not in data:
+        raise bad_request("field 'disabled' is required", {"field": "disabled"})
+    user = await set_disabled(request, who, name, body.flag(data, "disabled"))
+    return web.json_response(user_json(user))
 
 
 def _set_password(conn: sa.Connection, name: str, password: str, current: str | None) -> None:
@@ -146,5 +162,6 @@ ROUTES = [
     ("GET", "/users", list_users),
     ("POST", "/users", create_user),
     ("DELETE", "/users/{name}", delete_user),
+    ("PATCH", "/users/{name}", update_user),
     ("PUT", "/users/{name}/password", set_password),
 ]
