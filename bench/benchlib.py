@@ -203,6 +203,41 @@ def proc_cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def tree_cpu_seconds(pids: Iterable[int]) -> float | None:
+    """CPU seconds used so far by the processes ``pids`` and every descendant of theirs: a
+    server that is several processes (replicas, PostgreSQL's backends, nginx's workers) is
+    measured whole. Each process counts utime+stime plus cutime+cstime (its children that have
+    exited and been waited for), so a child that ends between two readings is neither lost nor
+    counted twice. None when one of ``pids`` is gone: then the figure would mean nothing."""
+    roots = list(pids)
+    if not roots:
+        return None
+    children: dict[int, list[int]] = {}
+    seconds: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        seconds[pid] = sum(int(x) for x in fields[11:15]) / _CLK_TCK
+    if any(root not in seconds for root in roots):
+        return None
+    total, seen, todo = 0.0, set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += seconds.get(pid, 0.0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
 def proc_memory_kib(pid: int) -> dict[str, int] | None:
     """VmRSS and VmHWM (peak RSS) of a process in KiB, or None once it is gone."""
     try:

@@ -2,7 +2,7 @@
 """dockyard against CNCF Distribution, interleaved A/B/A/B, with medians and ratios.
 
 Usage: ``compare.py [--rounds 2] [--quick] [--no-rss] [--keep] [--out FILE]
-[--against distribution|auth|tree [--tree PATH]]``
+[--against distribution|auth|tree|postgres|s3|replicas [--tree PATH]]``
 
 Why interleaved: on a shared two-core machine throughput drifts with page-cache state, disk
 write-back and whatever else runs; alternating the two servers round by round spreads that drift
@@ -14,6 +14,16 @@ the RSS check then gets freshly started servers so VmHWM reflects only the 2 GiB
 Distribution is configured to match dockyard's defaults as closely as its options allow:
 filesystem storage, no auth, in-memory blob descriptor cache, access log off and log level
 ``warn`` (dockyard writes no per-request log lines either), upload purging off.
+
+The scale-out comparisons (issue 6) run dockyard against itself, so that one thing differs:
+``postgres`` (A: PostgreSQL metadata, B: SQLite; both on the filesystem), ``s3`` (A: a bucket on
+SeaweedFS, B: the filesystem; both SQLite) and ``replicas`` (A: three replicas, B: one; each side
+behind nginx with deploy/nginx/dockyard.conf, on PostgreSQL and a SeaweedFS bucket of its own).
+They start the services with tests/backends.py and tests/nginx.py, so they need the project's
+virtualenv (``.venv/bin/python bench/compare.py``). PostgreSQL runs with ``fsync`` and
+``synchronous_commit`` on (the tests turn them off), as SQLite on the other side syncs every
+commit. "Server CPU" there is the sum over every process serving the requests and their
+children: the dockyard processes and, where the side has them, PostgreSQL, SeaweedFS and nginx.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import argparse
 import atexit
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +46,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -82,6 +94,7 @@ class Server:
 
     label: str
     workdir: Path
+    env: dict[str, str] = field(default_factory=dict)  # backend settings, over the defaults
     proc: subprocess.Popen | None = None
     port: int = 0
     log_path: Path = field(init=False)
@@ -106,6 +119,7 @@ class Server:
                 env["PYTHONPATH"] = str(BASE_TREE / "src")
             if self.label == "dockyard-auth":
                 env.update({"DOCKYARD_AUTH": "token", "DOCKYARD_ADMIN_PASSWORD": BENCH_PASSWORD})
+            env.update(self.env)
             return ([str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                      "--data-dir", str(self.workdir / "data")], env)
         config = self.workdir / "config.yml"
@@ -152,42 +166,163 @@ class Server:
             print(f"note: {self.label} exited with {self.proc.returncode}", flush=True)
 
 
+@dataclass
+class Side:
+    """One column of the table: the URL registry_bench loads (a server, or nginx in front of
+    several), the dockyard processes that must stay up through a run, and the processes whose CPU
+    (with their descendants') counts as the server's."""
+
+    label: str
+    url: str
+    servers: list[Server]
+    cpu_pids: list[int]
+
+    @property
+    def logs(self) -> str:
+        return ", ".join(str(s.log_path) for s in self.servers)
+
+
 _SERVERS: list[Server] = []
+# Stopped around the servers: proxies before them (no new requests), backing services after
+# them (a draining server may still write). Each has ``stop()``, safe to call twice.
+_PROXIES: list[Any] = []
+_BACKENDS: list[Any] = []
+KEEP_LOGS: Path | None = None  # --keep: where the backing services' logs are saved before they stop
 BASE_TREE = ROOT  # --against-tree: the checkout "dockyard-base" runs
 BENCH_PASSWORD = "bench-admin-password"
 
 
 def stop_all() -> None:
-    for server in _SERVERS:
-        try:
-            server.stop()
-        except Exception as exc:  # keep stopping the others
-            print(f"could not stop {server.label} (pid {server.pid}): {exc}", file=sys.stderr)
+    for group in (_PROXIES, _SERVERS, _BACKENDS):
+        for thing in group:
+            try:
+                if group is _BACKENDS and KEEP_LOGS is not None and thing.proc is not None:
+                    # Their stop() removes their folder, log included.
+                    (KEEP_LOGS / f"{type(thing).__name__}-{thing.proc.pid}.log").write_text(thing.log())
+                thing.stop()
+            except Exception as exc:  # keep stopping the others
+                proc = getattr(thing, "proc", None)
+                print(f"could not stop {getattr(thing, 'label', type(thing).__name__)} "
+                      f"(pid {proc.pid if proc else '-'}): {exc}", file=sys.stderr)
 
 
 def _on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def start(label: str, workdir: Path) -> Server:
-    server = Server(label, workdir)
+def start(label: str, workdir: Path, env: dict[str, str] | None = None) -> Server:
+    server = Server(label, workdir, dict(env or {}))
     _SERVERS.append(server)
     server.start()
     return server
 
 
-def run_bench(server: Server, quick: bool, out: Path) -> dict:
-    cmd = [PYTHON, str(HERE / "registry_bench.py"), server.url, "--pid", str(server.pid), "--json", str(out)]
+def single(label: str, work: Path, env: dict[str, str] | None = None, backend_pids: tuple[int, ...] = ()) -> Side:
+    server = start(label, work / label, env)
+    return Side(label, server.url, [server], [server.pid, *backend_pids])
+
+
+# -- issue 6: PostgreSQL, SeaweedFS and nginx, from the tests' helpers --------------------------
+
+# PostgreSQL's own defaults for durability (tests/backends.py turns them off for speed).
+PG_DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+
+def _test_helpers() -> tuple[Any, Any]:
+    """tests/backends.py and tests/nginx.py, which need the project's virtualenv."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests import backends, nginx
+    except ImportError as exc:
+        raise SystemExit(f"--against postgres|s3|replicas needs the project's virtualenv "
+                         f"(.venv/bin/python bench/compare.py): {exc}") from None
+    return backends, nginx
+
+
+def start_postgres() -> Any:
+    backends, _ = _test_helpers()
+    cluster = backends.PostgresCluster(settings=PG_DURABLE)
+    _BACKENDS.append(cluster)
+    cluster.start()
+    print(f"postgresql: pid {cluster.proc.pid} on 127.0.0.1:{cluster.port}", flush=True)
+    return cluster
+
+
+def start_seaweedfs() -> Any:
+    backends, _ = _test_helpers()
+    weed = backends.SeaweedFS()
+    _BACKENDS.append(weed)
+    weed.start()
+    print(f"seaweedfs: pid {weed.proc.pid}, S3 on {weed.endpoint}", flush=True)
+    return weed
+
+
+def s3_env(weed: Any, bucket: str) -> dict[str, str]:
+    """A fresh bucket of its own, and the settings that point dockyard at it."""
+    backends, _ = _test_helpers()
+    weed.create_bucket(bucket)
+    return {"DOCKYARD_STORAGE": "s3", "DOCKYARD_S3_ENDPOINT": weed.endpoint, "DOCKYARD_S3_BUCKET": bucket,
+            "DOCKYARD_S3_REGION": backends.S3_REGION, **backends.S3_CREDENTIALS}
+
+
+def behind_nginx(label: str, work: Path, count: int, env: dict[str, str], backend_pids: tuple[int, ...]) -> Side:
+    """``count`` replicas (each with a data folder of its own: they share only what ``env`` points
+    at) behind nginx running the repository's example configuration."""
+    _, nginx = _test_helpers()
+    servers = [start(f"dockyard-{label}-{i}", work / label / f"replica-{i}", env) for i in range(count)]
+    port = free_port()
+    conf = nginx.render_nginx(work / label / "nginx", port, [s.port for s in servers],
+                              worker_processes="auto", access_log=False)
+    proxy = nginx.Nginx(conf, port)
+    _PROXIES.append(proxy)
+    proxy.start()
+    print(f"{label}: nginx pid {proxy.proc.pid} on {proxy.url} -> "
+          + ", ".join(f"pid {s.pid} :{s.port}" for s in servers), flush=True)
+    return Side(label, proxy.url, servers, [*(s.pid for s in servers), proxy.proc.pid, *backend_pids])
+
+
+def start_sides(against: str, work: Path) -> list[Side]:
+    """A first, then B; everything started is registered for stop_all before it starts."""
+    if against == "postgres":
+        pg = start_postgres()
+        pg.create_database("bench")
+        return [single("dockyard-pg", work, {"DOCKYARD_DATABASE_URL": pg.url("bench")}, (pg.proc.pid,)),
+                single("dockyard", work)]
+    if against == "s3":
+        weed = start_seaweedfs()
+        env = s3_env(weed, f"bench-{secrets.token_hex(4)}")
+        return [single("dockyard-s3", work, env, (weed.proc.pid,)), single("dockyard", work)]
+    if against == "replicas":
+        # One PostgreSQL and one SeaweedFS for both sides (idle while the other side runs), with a
+        # database and a bucket per side, so that neither sees the other's data.
+        pg, weed = start_postgres(), start_seaweedfs()
+        sides = []
+        for label, count in (("3-replicas", 3), ("1-replica", 1)):
+            database = f"bench_{count}r"
+            pg.create_database(database)
+            env = {**s3_env(weed, f"bench-{count}r-{secrets.token_hex(4)}"), "DOCKYARD_DATABASE_URL": pg.url(database),
+                   "DOCKYARD_TRUSTED_PROXIES": "127.0.0.1"}
+            sides.append(behind_nginx(label, work, count, env, (pg.proc.pid, weed.proc.pid)))
+        return sides
+    labels = {"distribution": ["dockyard", "distribution"], "auth": ["dockyard-auth", "dockyard"],
+              "tree": ["dockyard", "dockyard-base"]}[against]
+    return [single(label, work) for label in labels]
+
+
+def run_bench(side: Side, quick: bool, out: Path) -> dict:
+    cmd = [PYTHON, str(HERE / "registry_bench.py"), side.url, "--json", str(out)]
+    cmd += ["--pid", ",".join(str(pid) for pid in side.cpu_pids)]
     if quick:
         cmd.append("--quick")
-    if server.label == "dockyard-auth":
+    if side.label == "dockyard-auth":
         cmd += ["--user", "admin", "--password", BENCH_PASSWORD]
     result = subprocess.run(cmd, check=False)
     if result.returncode != 0 or not out.exists():
-        raise SystemExit(f"registry_bench against {server.label} failed (exit {result.returncode}); "
-                         f"server log: {server.log_path}")
-    if server.proc is not None and server.proc.poll() is not None:
-        raise SystemExit(f"{server.label} died during the run; see {server.log_path}")
+        raise SystemExit(f"registry_bench against {side.label} failed (exit {result.returncode}); "
+                         f"server log: {side.logs}")
+    for server in side.servers:
+        if server.proc is not None and server.proc.poll() is not None:
+            raise SystemExit(f"{server.label} died during the run; see {server.log_path}")
     return json.loads(out.read_text())
 
 
@@ -251,10 +386,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rss", action="store_true", help="skip the 2 GiB RSS check")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data folders and logs")
     parser.add_argument("--out", help="results JSON (default bench/results/compare-<time>.json)")
-    parser.add_argument("--against", choices=["distribution", "auth", "tree"], default="distribution",
+    parser.add_argument("--against", choices=["distribution", "auth", "tree", "postgres", "s3", "replicas"],
+                        default="distribution",
                         help="B side: Distribution 2.8 (default), dockyard with token auth on (A is then "
                              "dockyard-auth, B dockyard with auth off), or dockyard from --tree (an older "
-                             "checkout, e.g. `git worktree add /tmp/base COMMIT`), to measure a change")
+                             "checkout, e.g. `git worktree add /tmp/base COMMIT`), to measure a change; "
+                             "issue 6: postgres (A: PostgreSQL metadata, B: SQLite), s3 (A: S3 on SeaweedFS, "
+                             "B: filesystem), replicas (A: three replicas behind nginx, B: one)")
     parser.add_argument("--tree", type=Path, help="the checkout for --against tree")
     args = parser.parse_args(argv)
     if args.against == "tree":
@@ -262,13 +400,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--against tree needs --tree PATH, a checkout with src/dockyard")
         global BASE_TREE
         BASE_TREE = args.tree.resolve()
-    for path in (DOCKYARD, DISTRIBUTION):
+    needed = [DOCKYARD] + ([DISTRIBUTION] if args.against == "distribution" else [])
+    for path in needed:
         if not os.access(path, os.X_OK):
             raise SystemExit(f"{path} not found (run ./dev test once for the venv; apt-get install docker-registry)")
     missing = [tool for tool in ("wrk", "ab") if shutil.which(tool) is None]
     if missing:
         print(f"note: {', '.join(missing)} not installed; registry_bench falls back to its Python load loop "
               "(apt-get install wrk apache2-utils)", flush=True)
+    if args.against == "replicas" and shutil.which("nginx") is None:
+        raise SystemExit("--against replicas needs nginx (apt-get install nginx)")
 
     # Explicitly, since a shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -276,19 +417,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, _on_signal)
     atexit.register(stop_all)
     work = Path(tempfile.mkdtemp(prefix="dockyard-compare-"))
+    if args.keep:
+        global KEEP_LOGS
+        KEEP_LOGS = work
     out = Path(args.out) if args.out else HERE / "results" / f"compare-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    labels = {"distribution": ["dockyard", "distribution"], "auth": ["dockyard-auth", "dockyard"],
-              "tree": ["dockyard", "dockyard-base"]}[args.against]
-    runs: dict[str, list[dict]] = {label: [] for label in labels}
+    runs: dict[str, list[dict]] = {}
     rss: dict[str, dict | None] = {}
     try:
-        servers = [start(label, work / label) for label in labels]
+        sides = start_sides(args.against, work)
+        labels = [side.label for side in sides]
+        runs = {label: [] for label in labels}
         for round_no in range(1, args.rounds + 1):
-            for server in servers:
-                print(f"\n=== round {round_no}/{args.rounds}: {server.label} ===", flush=True)
-                runs[server.label].append(run_bench(server, args.quick, work / f"{server.label}-{round_no}.json"))
+            for side in sides:
+                print(f"\n=== round {round_no}/{args.rounds}: {side.label} ===", flush=True)
+                runs[side.label].append(run_bench(side, args.quick, work / f"{side.label}-{round_no}.json"))
         stop_all()
         if not args.no_rss and args.against == "distribution":
             for label in ("dockyard", "distribution"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Push/pull throughput and request-rate benchmark for any OCI distribution registry (no auth).
 
-Usage: ``registry_bench.py URL [--quick] [--json OUT] [--pid SERVER_PID]``
+Usage: ``registry_bench.py URL [--quick] [--json OUT] [--pid SERVER_PID ...]``
 
 Why these phases: a registry's users feel (1) how fast big layers go up, in the two upload forms
 clients use (docker/podman stream one PUT, containerd/oras often PATCH in chunks), (2) how fast
@@ -13,7 +13,9 @@ The client is kept cheap because it shares two cores with the server: bodies are
 hashed before any clock starts, sent with ``sendall`` and read with ``readinto``; request-rate
 phases use ``wrk`` (C, epoll) when installed and fall back to a threaded Python loop otherwise.
 With ``--pid`` the server's CPU seconds per phase are reported too, which stays meaningful even
-when the two processes disturb each other.
+when the two processes disturb each other. ``--pid`` may be given several times (or as a
+comma-separated list): the figure is then the sum over those processes and their descendants,
+for a server that is several processes (replicas behind a proxy, a database, an object store).
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ from benchlib import (
     MiB,
     Target,
     login,
-    proc_cpu_seconds,
     pull_blob,
     push_chunked,
     push_monolithic,
     request,
     sha256_digest,
+    tree_cpu_seconds,
     wait_quiet,
 )
 
@@ -96,11 +98,11 @@ class Results:
 
 
 class CpuMeter:
-    """CPU seconds spent by the server (``--pid``) and by this client (itself plus waited-for
-    children such as wrk) across one phase."""
+    """CPU seconds spent by the server (``--pid``: those processes and their descendants) and by
+    this client (itself plus waited-for children such as wrk) across one phase."""
 
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
 
     def _client(self) -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
@@ -108,12 +110,12 @@ class CpuMeter:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def __enter__(self) -> CpuMeter:
-        self._server0 = proc_cpu_seconds(self.pid)
+        self._server0 = tree_cpu_seconds(self.pids)
         self._client0 = self._client()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        end = proc_cpu_seconds(self.pid)
+        end = tree_cpu_seconds(self.pids)
         self.server = None if end is None or self._server0 is None else end - self._server0
         self.client = self._client() - self._client0
 
@@ -176,7 +178,7 @@ def make_blobs(count: int, size: int) -> list[tuple[bytes, str]]:
     return [(data, sha256_digest(data)) for data in (os.urandom(size) for _ in range(count))]
 
 
-def bench_push(target: Target, name: str, params: Params, pid: int | None, res: Results,
+def bench_push(target: Target, name: str, params: Params, pids: list[int], res: Results,
                blobs: list[tuple[bytes, str]], form: str) -> None:
     chunk = params.chunk_mib * MiB
 
@@ -190,13 +192,13 @@ def bench_push(target: Target, name: str, params: Params, pid: int | None, res: 
     total = sum(len(d) for d, _ in blobs)
     label = "push_monolithic" if form == "monolithic" else "push_chunked"
     quiesce(res, label)
-    with CpuMeter(pid) as cpu:
+    with CpuMeter(pids) as cpu:
         elapsed = run_parallel(target, blobs, params.concurrency, work)
     res.add(f"{label}_MiB_s", total / MiB / elapsed, "MiB/s")
     _add_cpu(res, label, cpu, per_gib=total / (1 << 30))
 
 
-def bench_pull(target: Target, name: str, params: Params, pid: int | None, res: Results,
+def bench_pull(target: Target, name: str, params: Params, pids: list[int], res: Results,
                blobs: list[tuple[bytes, str]]) -> None:
     """Pull throughput, twice: with wrk (C, sendfile-friendly reads, so the figure is about the
     server and not the Python client sharing its two cores) when installed, and with the
@@ -204,7 +206,7 @@ def bench_pull(target: Target, name: str, params: Params, pid: int | None, res: 
     if shutil.which("wrk"):
         paths = [f"/v2/{name}/blobs/{digest}" for _, digest in blobs]
         quiesce(res, "pull")
-        with CpuMeter(pid) as cpu:
+        with CpuMeter(pids) as cpu:
             stats = run_wrk_pull(target.base, paths, params.duration, params.concurrency)
         res.add("pull_MiB_s", stats["bytes"] / MiB / stats["seconds"], "MiB/s")
         _add_cpu(res, "pull", cpu, per_gib=stats["bytes"] / (1 << 30))
@@ -216,7 +218,7 @@ def bench_pull(target: Target, name: str, params: Params, pid: int | None, res: 
     total = sum(len(d) for d, _ in blobs)
     label = "pull_python" if shutil.which("wrk") else "pull"
     quiesce(res, label)
-    with CpuMeter(pid) as cpu:
+    with CpuMeter(pids) as cpu:
         elapsed = run_parallel(target, blobs, params.concurrency, work)
     res.add(f"{label}_MiB_s", total / MiB / elapsed, "MiB/s")
     _add_cpu(res, label, cpu, per_gib=total / (1 << 30))
@@ -494,10 +496,10 @@ def rate_client(method: str, choice: str) -> str:
     return "wrk" if shutil.which("wrk") else "python"
 
 
-def bench_rate(target: Target, params: Params, pid: int | None, res: Results, label: str, path: str,
+def bench_rate(target: Target, params: Params, pids: list[int], res: Results, label: str, path: str,
                method: str, headers: dict[str, str], client: str) -> None:
     quiesce(res, label)
-    with CpuMeter(pid) as cpu:
+    with CpuMeter(pids) as cpu:
         if client == "wrk":
             stats = run_wrk(target.base + path, method, headers, params.duration, params.concurrency)
         elif client == "ab":
@@ -518,13 +520,13 @@ def bench_rate(target: Target, params: Params, pid: int | None, res: Results, la
 # -- re-push ---------------------------------------------------------------------------------
 
 
-def bench_repush(target: Target, image: Image, params: Params, pid: int | None, res: Results) -> None:
+def bench_repush(target: Target, image: Image, params: Params, pids: list[int], res: Results) -> None:
     """What ``docker push`` does when every layer is already there: HEAD each blob (200 means
     skip the upload), then PUT the manifest. Sequential on one fresh keep-alive connection per
     push (docker overlaps up to 3 HEADs, so this is the latency sum, an upper bound)."""
     times: list[float] = []
     quiesce(res, "repush")
-    with CpuMeter(pid) as cpu:
+    with CpuMeter(pids) as cpu:
         for _ in range(params.repush_iterations):
             t0 = time.perf_counter()
             conn = target.connect()
@@ -546,7 +548,7 @@ def bench_repush(target: Target, image: Image, params: Params, pid: int | None, 
 # -- driver ----------------------------------------------------------------------------------
 
 
-def run(url: str, params: Params, pid: int | None, client_choice: str = "auto",
+def run(url: str, params: Params, pids: list[int], client_choice: str = "auto",
         credentials: tuple[str, str] | None = None) -> dict:
     target = Target.parse(url)
     res = Results()
@@ -576,12 +578,12 @@ def run(url: str, params: Params, pid: int | None, client_choice: str = "auto",
     chunked = make_blobs(params.blobs, size)
 
     step("push, monolithic (POST + PUT with body)")
-    bench_push(target, name, params, pid, res, mono, "monolithic")
+    bench_push(target, name, params, pids, res, mono, "monolithic")
     step(f"push, chunked (POST + PATCH {params.chunk_mib} MiB chunks + PUT)")
-    bench_push(target, name, params, pid, res, chunked, "chunked")
+    bench_push(target, name, params, pids, res, chunked, "chunked")
     del chunked
     step("pull")
-    bench_pull(target, name, params, pid, res, mono)
+    bench_pull(target, name, params, pids, res, mono)
     del mono
 
     layer_digest = small.blobs[1][0]
@@ -593,18 +595,18 @@ def run(url: str, params: Params, pid: int | None, client_choice: str = "auto",
     ]
     for label, path, method, headers in rate_phases:
         step(f"{label}: {method} for {params.duration:g} s at {params.concurrency} connections")
-        bench_rate(target, params, pid, res, label, path, method, {**EXTRA_HEADERS, **headers},
+        bench_rate(target, params, pids, res, label, path, method, {**EXTRA_HEADERS, **headers},
                    rate_client(method, client_choice))
 
     step(f"re-push of a {params.repush_layers}-layer image whose blobs all exist, x{params.repush_iterations}")
-    bench_repush(target, repush, params, pid, res)
+    bench_repush(target, repush, params, pids, res)
     return {
         "url": target.base,
         "repository": name,
         "params": {k: getattr(params, k) for k in Params.__slots__},
         "rate_clients": res.clients,
         "background_busy": res.background,
-        "server_pid": pid,
+        "server_pids": pids,
         "metrics": res.metrics,
         "units": res.units,
         "notes": res.notes,
@@ -622,12 +624,17 @@ def print_table(report: dict) -> None:
         print(f"NOTE: {note}")
 
 
+def _pids(value: str) -> list[int]:
+    return [int(p) for p in value.split(",") if p.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="registry base URL, e.g. http://127.0.0.1:5000 (loopback only)")
     parser.add_argument("--quick", action="store_true", help="16 MiB blobs, 3 s rate phases")
     parser.add_argument("--json", metavar="OUT", help="write the figures to this JSON file")
-    parser.add_argument("--pid", type=int, help="server process id: adds server CPU per phase")
+    parser.add_argument("--pid", type=_pids, action="extend", default=[], metavar="PID[,PID...]",
+                        help="server process id(s), repeatable: adds server CPU per phase (summed, with descendants)")
     parser.add_argument("--duration", type=float, help="seconds per request-rate phase")
     parser.add_argument("--rate-client", choices=["auto", "wrk", "ab", "python"], default="auto",
                         help="load tool for request-rate phases (auto: wrk for GET, ab for HEAD)")

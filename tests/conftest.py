@@ -9,7 +9,15 @@ from argon2 import PasswordHasher
 
 from dockyard.auth import passwords
 from dockyard.meta.db import Database
+from tests import backends
 from tests.server import RegistryServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def backend_services() -> Iterator[None]:
+    """Whatever the backend under test started on first use (tests/backends.py) ends with the session."""
+    yield
+    backends.stop()
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +54,8 @@ def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    """A migrated SQLite metadata database of the test's own."""
-    database = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
+    """A migrated metadata database of the test's own, on the backend under test."""
+    database = Database(backends.database_url(tmp_path))
     database.migrate()
     yield database
     database.close()

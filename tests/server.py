@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.backends import backend_env
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -56,7 +58,8 @@ class RegistryServer:
         return self.ssl_context() if self.tls else True
 
     def start(self, timeout: float = 30) -> RegistryServer:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        # The backend under test (tests/backends.py) first, so that a test's own settings win.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **backend_env(self.data_dir), **self.extra_env}
         # The registry protocol tests run an open registry unless a test asks for access control.
         env.setdefault("DOCKYARD_AUTH", "none")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process

@@ -20,7 +20,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.backends import cli_env
 from tests.oci import Image, digest, push_blob, push_image
+
+pytestmark = pytest.mark.core
 
 ADMIN_PASSWORD = "matrix-admin-pw"
 CALLERS = ["anonymous", "reader", "writer", "deleter", "admin", "robot", "read-only token", "revoked token"]
@@ -39,7 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
     def cli(*args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "dockyard", *args, "--data-dir", str(server.data_dir)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=cli_env(server.data_dir))
         assert out.returncode == 0, (args, out.stderr)
         return out.stdout
 

@@ -41,6 +41,8 @@ from tests.oci import (
 )
 from tests.server import RegistryServer
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture(autouse=True)
 def no_traceback(registry: RegistryServer) -> Iterator[None]:
@@ -110,6 +112,9 @@ BROKEN_MANIFESTS = {
     "annotations-not-strings": (["annotations"], {"a": 1}),
     "annotations-list": (["annotations"], ["a"]),
     "artifact-type-int": (["artifactType"], 3),
+    "artifact-type-too-long": (["artifactType"], "application/vnd.example." + "x" * 240 + "+json"),
+    "artifact-type-nul": (["artifactType"], "application/vnd.example\u0000+json"),
+    "config-mediatype-too-long": (["config", "mediaType"], "application/vnd.example." + "x" * 240 + "+json"),
     "subject-bad-digest": (["subject"], {"mediaType": OCI_MANIFEST, "digest": "sha256:nope", "size": 1}),
     "subject-not-object": (["subject"], "sha256:" + "a" * 64),
 }
@@ -579,3 +584,12 @@ def test_manifest_referencing_blob_with_wrong_media_type_family(client: httpx.Cl
     assert put_manifest(client, name, "v1", manifest).status_code == 201
     manifest["layers"] = [descriptor(OCI_LAYER, image.layers[0])]
     assert put_manifest(client, name, "v2", manifest).status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/v2/_catalog", "/v2/nul-input/tags/list"])
+def test_nul_characters_in_pagination_are_not_a_server_error(client: httpx.Client, path: str):
+    """SQLite compares such a ``last``; PostgreSQL refuses NUL in text. Either way, no 500."""
+    push_image(client, "nul-input", "v1")
+    r = client.get(path, params={"last": "a\x00b", "n": "5"})
+    assert r.status_code in (200, 400), r.text
+    assert r.headers["Content-Type"].startswith("application/json")

@@ -17,6 +17,8 @@ from tests.oci import (
     start_upload,
 )
 
+pytestmark = pytest.mark.core
+
 
 def test_api_root(client: httpx.Client):
     r = client.get("/v2/")

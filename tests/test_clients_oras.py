@@ -21,7 +21,7 @@ from tests.server import RegistryServer
 oras_provider = pytest.importorskip("oras.provider", reason="the oras SDK comes with the test extras")
 oras_oci = pytest.importorskip("oras.oci")
 
-pytestmark = pytest.mark.clients
+pytestmark = [pytest.mark.clients, pytest.mark.core]
 
 SBOM_TYPE = "application/vnd.example.sbom.v1"
 SIGNATURE_TYPE = "application/vnd.example.signature.v1"

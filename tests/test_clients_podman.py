@@ -25,7 +25,7 @@ from tests.images import (
 )
 from tests.server import RegistryServer
 
-pytestmark = pytest.mark.clients
+pytestmark = [pytest.mark.clients, pytest.mark.core]
 
 MANIFEST_ACCEPT = ", ".join([OCI_MANIFEST, DOCKER_MANIFEST])
 

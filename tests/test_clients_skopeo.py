@@ -30,7 +30,7 @@ from tests.images import (
 )
 from tests.server import RegistryServer
 
-pytestmark = pytest.mark.clients
+pytestmark = [pytest.mark.clients, pytest.mark.core]
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 

@@ -7,8 +7,6 @@ collection happens; the soak test (test_gc_soak.py) runs collections against liv
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -19,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import blob_key, cli_env, read_stored, stored_keys, write_stored
+from tests.backends import sql as backend_sql
 from tests.oci import (
     assert_error,
-    blob_path,
     digest,
-    files_under,
     make_image,
     push_blob,
     push_image,
@@ -32,6 +30,8 @@ from tests.oci import (
     start_upload,
 )
 from tests.server import RegistryServer
+
+pytestmark = pytest.mark.core
 
 
 @pytest.fixture
@@ -53,15 +53,14 @@ def gc(server: RegistryServer, *args: str) -> dict:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **server.extra_env},  # the server's settings (gc_grace) apply to the CLI too
+        env=cli_env(server.data_dir, **server.extra_env),  # the server's settings (gc_grace) apply to the CLI too
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
 def sql(server: RegistryServer, query: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-        return conn.execute(query, params).fetchall()
+    return backend_sql(server.data_dir, query, *params)
 
 
 def age_blobs(server: RegistryServer, seconds: float = 20) -> None:
@@ -90,8 +89,7 @@ def test_a_deleted_images_unshared_blobs_go_and_shared_ones_stay(server: Registr
     assert report["blobs_removed"] == 2  # the doomed image's config and own layer
     assert report["blob_bytes_freed"] == len(doomed.config) + len(doomed.layers[0])
     assert blob_rows(server) == {digest(b) for b in kept.blobs}
-    stored = {p.name.split(".")[0] for p in files_under(server.data_dir / "blobs")}
-    assert stored == {digest(b).split(":")[1] for b in kept.blobs}
+    assert stored_keys(server.data_dir, "blobs") == sorted(blob_key(server.data_dir, digest(b)) for b in kept.blobs)
     pulled = http.get(f"/v2/{name}/manifests/kept")
     assert pulled.status_code == 200
     for blob in kept.blobs:
@@ -107,10 +105,11 @@ def test_an_unreferenced_upload_is_kept_for_the_grace_period(server: RegistrySer
     report = gc(server)  # grace 10 s from the server's settings
     assert report["blobs_removed"] == 0 and report["blobs_waiting"] == 1
     assert digest(data) in blob_rows(server)
+    key = blob_key(server.data_dir, digest(data))
     age_blobs(server)
     report = gc(server)
     assert report["blobs_removed"] == 1 and report["blob_bytes_freed"] == len(data)
-    assert not blob_path(server.data_dir, digest(data)).exists()
+    assert key not in stored_keys(server.data_dir, "blobs")
 
 
 def test_a_head_restarts_the_clock_so_the_push_that_checked_can_reference_it(
@@ -141,7 +140,9 @@ def test_a_collected_blob_is_uploaded_again_and_stored_once(server: RegistryServ
     assert http.head(f"/v2/{name}/blobs/{digest(data)}").status_code == 404
     push_blob(http, name, data)
     assert http.get(f"/v2/{name}/blobs/{digest(data)}").content == data
-    assert blob_path(server.data_dir, digest(data)).read_bytes() == data  # one copy on disk
+    key = blob_key(server.data_dir, digest(data))
+    assert read_stored(server.data_dir, key) == data
+    assert len([k for k in stored_keys(server.data_dir, "blobs") if k == key]) == 1  # one copy stored
 
 
 def test_dry_run_changes_nothing(server: RegistryServer, http: httpx.Client):
@@ -151,12 +152,12 @@ def test_dry_run_changes_nothing(server: RegistryServer, http: httpx.Client):
     assert gc(server)["manifests_removed"] == 1  # its blobs' clocks start; 10 s grace
     orphan = push_blob(http, name, b"orphan blob")
     sql_before = sorted(sql(server, "SELECT digest, unreferenced_since FROM blobs"))
-    files_before = files_under(server.data_dir / "blobs")
+    files_before = stored_keys(server.data_dir, "blobs")
     report = gc(server, "--grace", "0", "--dry-run")
     assert report["dry_run"] and report["blobs_removed"] == 4
     assert set(report["removed"]) == {orphan, *(digest(b) for b in image.blobs)}
     assert sorted(sql(server, "SELECT digest, unreferenced_since FROM blobs")) == sql_before
-    assert files_under(server.data_dir / "blobs") == files_before
+    assert stored_keys(server.data_dir, "blobs") == files_before
 
 
 def test_abandoned_uploads_go_and_active_ones_stay(server: RegistryServer, http: httpx.Client):
@@ -170,7 +171,7 @@ def test_abandoned_uploads_go_and_active_ones_stay(server: RegistryServer, http:
     fresh = start_upload(http, name)
     report = gc(server, "--upload-ttl", "60")
     assert report["uploads_removed"] == 1
-    assert not (server.data_dir / "uploads" / old_id).exists()
+    assert not [k for k in stored_keys(server.data_dir, "uploads") if old_id in k]
     assert_error(http.get(old), 404, "BLOB_UPLOAD_UNKNOWN")
     assert http.get(fresh).status_code == 204
 
@@ -180,27 +181,25 @@ def test_stray_files_without_a_row_are_removed(server: RegistryServer, http: htt
     name = repo()
     kept = push_blob(http, name, b"kept")
     stray_hex = "ab" * 32
-    stray = server.data_dir / "blobs" / "sha256" / "ab" / f"{stray_hex}.{uuid.uuid4().hex}"
-    stray.parent.mkdir(parents=True, exist_ok=True)
-    stray.write_bytes(b"left behind by a crash")
+    stray = f"blobs/sha256/ab/{stray_hex}.{uuid.uuid4().hex}"
+    write_stored(server.data_dir, stray, b"left behind by a crash")
     report = gc(server)
     assert report["orphan_files_removed"] == 1 and report["orphan_bytes_freed"] == len(b"left behind by a crash")
-    assert not stray.exists()
-    assert blob_path(server.data_dir, kept).exists()
+    assert stray not in stored_keys(server.data_dir, "blobs")
+    assert blob_key(server.data_dir, kept) in stored_keys(server.data_dir, "blobs")
 
 
 def test_the_lease_keeps_collections_from_overlapping(server: RegistryServer):
     sql(server, "SELECT 1")
-    with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-        conn.execute(
-            "INSERT INTO leases (name, owner, expires_at) VALUES ('gc', 'elsewhere:1', ?)", (time.time() + 60,)
-        )
+    sql(server, "INSERT INTO leases (name, owner, expires_at) VALUES ('gc', 'elsewhere:1', ?)", time.time() + 60)
     out = subprocess.run(
-        [sys.executable, "-m", "dockyard", "gc", "--data-dir", str(server.data_dir)], capture_output=True, text=True
+        [sys.executable, "-m", "dockyard", "gc", "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        env=cli_env(server.data_dir),
     )
     assert out.returncode != 0 and "already running (elsewhere:1)" in out.stderr
-    with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-        conn.execute("UPDATE leases SET expires_at = ?", (time.time() - 1,))  # its holder died
+    sql(server, "UPDATE leases SET expires_at = ?", time.time() - 1)  # its holder died
     assert gc(server)["dry_run"] is False
 
 
@@ -236,7 +235,7 @@ def test_the_admin_api_runs_and_lists_collections(tmp_path: Path):
         subprocess.run(
             [sys.executable, "-m", "dockyard", "user", "add", "plain", "--password", "plain-pw-1",
              "--data-dir", str(server.data_dir)],
-            check=True, capture_output=True,
+            check=True, capture_output=True, env=cli_env(server.data_dir),
         )  # fmt: skip
         admin, plain = ("admin", "gc-admin-pw"), ("plain", "plain-pw-1")
         with httpx.Client(base_url=server.url + "/api/v1", timeout=30) as api:
@@ -249,8 +248,7 @@ def test_the_admin_api_runs_and_lists_collections(tmp_path: Path):
             runs = api.get("/gc/runs", auth=admin).json()["runs"]
             assert [(r["trigger"], r["dry_run"]) for r in runs] == [("api", False), ("api", True)]
             assert api.get("/gc/runs", auth=plain).status_code == 403
-            with sqlite3.connect(server.data_dir / "dockyard.db") as conn:
-                conn.execute("INSERT INTO leases VALUES ('gc', 'elsewhere:2', ?)", (time.time() + 60,))
+            sql(server, "INSERT INTO leases VALUES ('gc', 'elsewhere:2', ?)", time.time() + 60)
             busy = api.post("/gc", auth=admin)
             assert busy.status_code == 409 and "elsewhere:2" in busy.json()["errors"][0]["message"]
     finally:

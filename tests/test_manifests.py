@@ -36,6 +36,8 @@ from tests.oci import (
     repo,
 )
 
+pytestmark = pytest.mark.core
+
 KINDS = ["oci-manifest", "oci-index", "docker-manifest", "docker-list", "artifact"]
 
 

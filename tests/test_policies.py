@@ -41,12 +41,13 @@ from dockyard.registry.hooks import AllHooks
 from dockyard.registry.policies import RetentionRules, set_policy
 from dockyard.registry.units import format_duration, format_size, parse_duration, parse_size
 from tests import oci
+from tests.backends import backend_env, database_url
 from tests.clients import require, run
 from tests.images import Image, image_from_layers, random_image, random_layer, write_layout
 from tests.oci import assert_error, assert_no_traceback, files_under, repo
 from tests.server import RegistryServer
 
-pytestmark = pytest.mark.clients
+pytestmark = [pytest.mark.clients, pytest.mark.core]
 
 ADMIN_PASSWORD = "policy-admin-123"
 PASSWORDS = {"admin": ADMIN_PASSWORD, "olga": "olga-pw-123", "pat": "pat-pw-123"}
@@ -69,7 +70,7 @@ class Env:
         self.url = server.url
         self.host = server.host
         self.work = work
-        self.db = Database(f"sqlite:///{server.data_dir / 'dockyard.db'}")
+        self.db = Database(database_url(server.data_dir))
         self._jwts: dict[str, str] = {}
         self.skopeo_env = {
             "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
@@ -408,7 +409,7 @@ def test_applying_a_plan_checks_each_item_again(env: Env):
 
 
 async def _plan(data_dir: Path, name: str) -> retention.Plan:
-    db = Database(f"sqlite:///{data_dir / 'dockyard.db'}")
+    db = Database(database_url(data_dir))
     try:
         return await db.read(retention.plan_retention, time.time(), None, name)
     finally:
@@ -416,7 +417,7 @@ async def _plan(data_dir: Path, name: str) -> retention.Plan:
 
 
 async def _apply(data_dir: Path, plan: retention.Plan) -> retention.Plan:
-    db = Database(f"sqlite:///{data_dir / 'dockyard.db'}")
+    db = Database(database_url(data_dir))
     try:
         return await retention.apply_plan(db, AllHooks([PolicyHooks()]), plan)
     finally:
@@ -628,7 +629,7 @@ def test_cli_sets_rules_runs_retention_and_shows_quotas_of_an_open_registry(tmp_
     runner = CliRunner()
 
     def cli(*args: str, ok: bool = True) -> str:
-        result = runner.invoke(dockyard_cli, [*args, "--data-dir", str(data)])
+        result = runner.invoke(dockyard_cli, [*args, "--data-dir", str(data)], env=backend_env(data))
         assert (result.exit_code == 0) == ok, (args, result.output)
         return result.output
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from tests.backends import cli_env, sql
 from tests.oci import (
     OCI_CONFIG,
     OCI_LAYER,
@@ -46,6 +46,8 @@ from tests.oci import (
     push_manifest,
 )
 from tests.server import RegistryServer
+
+pytestmark = pytest.mark.core
 
 ADMIN_PASSWORD = "usage-admin-123"
 PAT_PASSWORD = "pat-pw-123"
@@ -351,18 +353,16 @@ def test_registry_totals_for_a_site_admin(built: Built):
 
 
 def test_pulled_manifests_and_repositories_record_their_last_pull(built: Built):
-    db = sqlite3.connect(f"file:{built.server.data_dir / 'dockyard.db'}?mode=ro", uri=True)
-    try:
-        rows = dict(
-            db.execute(
-                "SELECT r.name || '@' || rm.digest, rm.last_pulled_at FROM repository_manifests rm "
-                "JOIN repositories r ON r.id = rm.repository_id"
-            ).fetchall()
+    data_dir = built.server.data_dir
+    rows = dict(
+        sql(
+            data_dir,
+            "SELECT r.name || '@' || rm.digest, rm.last_pulled_at FROM repository_manifests rm "
+            "JOIN repositories r ON r.id = rm.repository_id",
         )
-        pushed = dict(db.execute("SELECT name, last_push_at FROM repositories").fetchall())
-        pulled = dict(db.execute("SELECT name, last_pull_at FROM repositories").fetchall())
-    finally:
-        db.close()
+    )
+    pushed = dict(sql(data_dir, "SELECT name, last_push_at FROM repositories"))
+    pulled = dict(sql(data_dir, "SELECT name, last_pull_at FROM repositories"))
     assert rows[f"a/x@{built.x1.digest}"] is not None
     assert rows[f"a/x@{built.x2.digest}"] is None  # never pulled
     assert rows[f"a/y@{built.y.digest}"] is not None and rows[f"b/z@{built.z.digest}"] is not None
@@ -438,11 +438,11 @@ def test_a_namespace_filter(built: Built):
 
 
 def _cli(built: Built, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DOCKYARD_PRICE_STORAGE_GB_MONTH": str(PRICE_STORAGE),
-        "DOCKYARD_PRICE_EGRESS_GB": str(PRICE_EGRESS),
-    }
+    env = cli_env(
+        built.server.data_dir,
+        DOCKYARD_PRICE_STORAGE_GB_MONTH=str(PRICE_STORAGE),
+        DOCKYARD_PRICE_EGRESS_GB=str(PRICE_EGRESS),
+    )
     return subprocess.run(
         [sys.executable, "-m", "dockyard", "usage", "--data-dir", str(built.server.data_dir), *args],
         capture_output=True,

@@ -1,7 +1,10 @@
-"""Blob reads and deletes. Bodies go out with sendfile when storage is a local folder."""
+"""Blob reads and deletes. Bodies go out with sendfile when storage is a local folder; from an
+object store they are streamed through in 1 MiB pieces, or the client is redirected to a
+short-lived presigned URL when the driver is configured for it (``s3_redirect``)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,9 @@ from dockyard.api.state import AUTH, registry_of
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.hooks import Change
 from dockyard.registry.names import validate_name
+from dockyard.registry.service import BlobInfo, Registry
+
+STREAM_PIECE = 1 << 20
 
 
 async def get_blob(request: web.Request) -> web.StreamResponse:
@@ -53,11 +59,55 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
         return web.Response(status=206, body=small[start : end + 1], headers=headers)
     if info.local_path is None:
-        raise RegistryError("UNSUPPORTED", "storage driver cannot serve blobs")
+        url = registry.storage.download_url(info.key)  # signed locally: no request to the store
+        if url is not None:
+            headers["Location"] = url
+            headers["Cache-Control"] = "no-store"  # the URL expires; the digest's bytes do not
+            return web.Response(status=307, headers=headers)
+        return await _stream(request, registry, info, byte_range, headers)
     # FileResponse does the 206 bookkeeping and uses sendfile. A Range we ignore (malformed,
     # multi-range) is hidden from it so that the whole blob is sent, as RFC 9110 asks.
     ignore_range = bool(range_header) and byte_range is None
     return _BlobFile(info.local_path, ignore_range, chunk_size=1 << 20, headers=headers)
+
+
+async def _stream(
+    request: web.Request,
+    registry: Registry,
+    info: BlobInfo,
+    byte_range: tuple[int, int] | None,
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """The bytes from a remote store, one piece in memory at a time, with the store asked for the
+    requested range only."""
+    status = 200
+    start, end = 0, info.size - 1
+    if byte_range is not None:
+        start, end = byte_range
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+    length = end - start + 1
+    loop = asyncio.get_running_loop()
+    try:
+        source = await loop.run_in_executor(registry.pool, registry.storage.reader, info.key, start, length)
+    except FileNotFoundError:
+        raise RegistryError(
+            "BLOB_UNKNOWN", "blob content is missing from storage", {"digest": str(info.digest)}
+        ) from None
+    try:
+        response = web.StreamResponse(status=status, headers={**headers, "Content-Length": str(length)})
+        await response.prepare(request)
+        left = length
+        while left > 0:
+            piece = await loop.run_in_executor(registry.pool, source.read, min(STREAM_PIECE, left))
+            if not piece:  # the store ended early: cut the connection rather than send a short body
+                raise ConnectionError(f"storage ended {left} bytes early for {info.digest}")
+            await response.write(piece)
+            left -= len(piece)
+        await response.write_eof()
+        return response
+    finally:
+        await loop.run_in_executor(registry.pool, source.close)
 
 
 class _BlobFile(web.FileResponse):

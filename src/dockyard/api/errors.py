@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from dockyard.registry.errors import RegistryError
@@ -36,6 +37,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             status = 404 if exc.status == 404 else 405
             return error_response(RegistryError(code, message, {"path": request.path}, status=status))
         raise
+    except sa.exc.DataError as exc:
+        # The database refused a value from the request as data (SQLSTATE class 22): PostgreSQL
+        # text cannot hold NUL, and it enforces column widths and number ranges that SQLite does
+        # not. Input checks catch these where they are known; this keeps any other one a 400.
+        log.warning("refused input on %s %s: %s", request.method, request.path, exc.orig)
+        detail = {"reason": str(getattr(exc.orig, "sqlstate", "") or "invalid value")}
+        return error_response(RegistryError("UNSUPPORTED", "a value in the request is not valid", detail, status=400))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(RegistryError("UNKNOWN", "internal server error"))

@@ -42,13 +42,24 @@ class Event:
         return {
             "at": self.at or time.time(),
             "action": self.action,
-            "actor": self.actor,
-            "client": self.client,
-            "repository": self.repository,
-            "reference": self.reference,
+            "actor": _fit("actor", self.actor),
+            "client": _fit("client", self.client),
+            "repository": _fit("repository", self.repository),
+            "reference": _fit("reference", self.reference),
             "outcome": self.outcome,
-            "detail": self.detail,
+            "detail": _fit("detail", self.detail),
         }
+
+
+def _fit(column: str, value: str | None) -> str | None:
+    """What a client sent (a user name at a failed login, say) as its column can hold it: one
+    value PostgreSQL refuses (a NUL, a string wider than the column; SQLite takes both) would
+    otherwise lose the whole batch of events it was written with."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\ufffd")
+    width = getattr(audit_events.c[column].type, "length", None)
+    return value[:width] if width else value
 
 
 class AuditLog:

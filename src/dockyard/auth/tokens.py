@@ -1,9 +1,10 @@
 """The Docker token service's JWTs: signing key, issuing and verifying.
 
 Tokens are ES256 JWTs (distribution's token-auth spec) signed with a key generated at first start
-and kept in the data folder. Access tokens live for minutes and carry exactly the granted
-``access`` list; refresh tokens (the OAuth2 flow docker and podman use) live for weeks and carry
-only who they belong to, so every refresh re-checks that the account still exists.
+and kept in the data folder, or given by configuration so that replicas share it. Access tokens
+live for minutes and carry exactly the granted ``access`` list; refresh tokens (the OAuth2 flow
+docker and podman use) live for weeks and carry only who they belong to, so every refresh
+re-checks that the account still exists.
 """
 
 from __future__ import annotations
@@ -32,23 +33,58 @@ class TokenError(Exception):
     """A token that is malformed, expired, for another audience, or not signed by us."""
 
 
+def parse_key(pem: bytes, source: str) -> ec.EllipticCurvePrivateKey:
+    """An EC private key (PEM, unencrypted); ValueError naming ``source`` otherwise."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{source} is not a PEM private key without a password: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(f"{source} is not an EC P-256 private key (ES256 tokens need one)")
+    return key
+
+
 def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The key kept in the data folder, created on first start.
+
+    Replicas or workers starting together on one folder must end up with one key: a token signed
+    by one and checked by another would fail. So the new key is written in full to a file of
+    this process's own and hard-linked into place, which succeeds for exactly one process; the
+    others read the winner's key.
+    """
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{path} is not an EC private key")
-        return key
+        return parse_key(path.read_bytes(), str(path))
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return parse_key(path.read_bytes(), str(path))
+    finally:
+        os.unlink(tmp)
     return key
+
+
+def signing_key(key_pem: str, key_file: str, data_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """The key from configuration (``token_key``, ``token_key_file``) when given, which is how
+    replicas on several machines share one; otherwise the data folder's own."""
+    if key_pem:
+        return parse_key(key_pem.encode(), "token_key (DOCKYARD_TOKEN_KEY)")
+    if key_file:
+        try:
+            pem = Path(key_file).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read token_key_file {key_file}: {exc.strerror}") from None
+        return parse_key(pem, f"token_key_file {key_file}")
+    return load_or_create_key(data_dir / "auth" / "token.key")
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,14 +113,19 @@ def collectable_blobs(conn: sa.Connection, cutoff: float, limit: int, after: str
 
 def delete_blobs(conn: sa.Connection, digests: list[str], cutoff: float) -> list[sa.Row]:
     """Delete the rows of those ``digests`` that are still collectable; returns what went (the
-    caller deletes their bytes after the commit)."""
-    rows = list(
-        conn.execute(
-            sa.select(blobs.c.digest, blobs.c.size, blobs.c.storage_key).where(
-                blobs.c.digest.in_(digests), *_collectable(cutoff)
-            )
-        )
+    caller deletes their bytes after the commit).
+
+    On PostgreSQL the rows are taken FOR UPDATE (in digest order, like ``store.lock_blobs``): a
+    manifest PUT holding one makes this wait and then re-check the row, which the PUT left
+    referenced (``unreferenced_since`` NULL), so it is not deleted."""
+    q = (
+        sa.select(blobs.c.digest, blobs.c.size, blobs.c.storage_key)
+        .where(blobs.c.digest.in_(digests), *_collectable(cutoff))
+        .order_by(blobs.c.digest)
     )
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=blobs)
+    rows = list(conn.execute(q))
     gone = [r.digest for r in rows]
     if gone:
         conn.execute(sa.delete(repository_blobs).where(repository_blobs.c.digest.in_(gone)))
@@ -135,6 +140,14 @@ def stored_keys(conn: sa.Connection, digests: Iterable[str]) -> dict[str, str | 
         return {}
     q = sa.select(blobs.c.digest, blobs.c.storage_key).where(blobs.c.digest.in_(wanted))
     return {row.digest: row.storage_key for row in conn.execute(q)}
+
+
+def owned_keys(conn: sa.Connection, keys: Iterable[str]) -> set[str]:
+    """Those of ``keys`` that a blob row names as its storage key."""
+    wanted = list(keys)
+    if not wanted:
+        return set()
+    return set(conn.execute(sa.select(blobs.c.storage_key).where(blobs.c.storage_key.in_(wanted))).scalars())
 
 
 def totals(conn: sa.Connection) -> dict[str, int]:

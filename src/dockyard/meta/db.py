@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +14,45 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+# The advisory lock that serialises migrations across replicas starting at once: any 64-bit key
+# no other application on the database uses; this one spells "dockyard" in ASCII.
+MIGRATION_LOCK = int.from_bytes(b"dockyard", "big")
+# PostgreSQL errors after which the whole transaction is run again, because a concurrent
+# transaction caused them (SQLite's single writer never interleaves two): a serialization failure
+# or a deadlock (the other transaction went on); a unique violation (another transaction inserted
+# the key after this one looked: run again, the check sees the committed row); a foreign key
+# violation (a collection deleted the manifest or blob row this one links to: run again, it
+# inserts the row afresh or reports the blob unknown).
+RETRY_SQLSTATES = {"40001", "40P01", "23505", "23503"}
+ATTEMPTS = 6
+DEFAULT_POOL_SIZE = 16
 
 
-def create_engine(url: str) -> sa.Engine:
+def engine_url(url: str) -> sa.URL:
+    """The URL SQLAlchemy should open: ``postgresql://`` and ``postgres://`` (as libpq, Heroku and
+    most hosting dashboards write them) mean PostgreSQL through psycopg 3, the driver dockyard ships."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def display_url(url: str) -> str:
+    """The URL for logs and messages: without its password."""
+    try:
+        return engine_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(invalid database URL)"
+
+
+def create_engine(url: str, pool_size: int = DEFAULT_POOL_SIZE) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -31,7 +67,18 @@ def create_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=8)
+    # One connection per worker thread (``Database``) plus a few for work outside them (the
+    # collector, start-up). pre_ping drops connections a database restart or a proxy's idle
+    # timeout killed; recycling bounds a connection's age below common idle limits.
+    return sa.create_engine(
+        engine_url(url),
+        pool_size=pool_size,
+        max_overflow=4,
+        pool_timeout=30,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"application_name": "dockyard", "connect_timeout": 10},
+    )
 
 
 def alembic_config(conn: sa.Connection) -> AlembicConfig:
@@ -42,10 +89,35 @@ def alembic_config(conn: sa.Connection) -> AlembicConfig:
     return cfg
 
 
-def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest revision; safe to run at every start."""
+def migrate(engine: sa.Engine) -> str | None:
+    """Bring the schema to the newest revision; safe to run at every start. Returns the revision
+    it found (None: an empty database), read under the lock.
+
+    On PostgreSQL, replicas that start together take a transaction-scoped advisory lock first:
+    one upgrades while the others wait, then find the schema at head and do nothing. (PostgreSQL
+    runs DDL in the transaction, so a failed upgrade leaves the schema as it was.)"""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+        found = MigrationContext.configure(conn).get_current_revision()
         command.upgrade(alembic_config(conn), "head")
+    return found
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The schema's revision (None: an empty database)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
 
 
 class Database:
@@ -56,21 +128,44 @@ class Database:
     lets them run beside the writer), so a pull never queues behind a commit's fsync.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_size)
         self._sqlite = url.startswith("sqlite")
-        self._writer = ThreadPoolExecutor(max_workers=1 if self._sqlite else 8, thread_name_prefix="db-write")
-        self._readers = ThreadPoolExecutor(max_workers=2 if self._sqlite else 8, thread_name_prefix="db-read")
+        # PostgreSQL: half the pool writes, half reads, so neither kind starves the other.
+        writers = 1 if self._sqlite else max(1, pool_size // 2)
+        readers = 2 if self._sqlite else max(1, pool_size - writers)
+        self._writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="db-write")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="db-read")
 
     def migrate(self) -> None:
         migrate(self.engine)
 
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run a whole transaction again after an error that a concurrent transaction caused
+        (see RETRY_SQLSTATES), with a short random back-off; SQLite's single writer has none."""
+        for n in range(ATTEMPTS):
+            try:
+                return attempt()
+            except sa.exc.DBAPIError as exc:
+                state = _sqlstate(exc)
+                if self._sqlite or state not in RETRY_SQLSTATES or n == ATTEMPTS - 1:
+                    raise
+                log.debug("transaction conflict (SQLSTATE %s), attempt %d: running it again", state, n + 1)
+                time.sleep(random.uniform(0, 0.005 * 2**n))
+        raise AssertionError("unreachable")
+
     def _in_transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self.engine.begin() as conn:
-            return fn(conn, *args)
+        def attempt() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+
+        return self._retrying(attempt)
 
     def _relaxed(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        return self._retrying(lambda: self._relaxed_once(fn, args))
+
+    def _relaxed_once(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self.engine.connect() as conn:
             if self._sqlite:
                 # The safety level can only change outside a transaction. WAL stays consistent;
@@ -84,6 +179,7 @@ class Database:
                     conn.exec_driver_sql("PRAGMA synchronous=FULL")
                     conn.commit()
             with conn.begin():
+                # For this transaction only: the commit returns before the WAL reaches the disk.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 return fn(conn, *args)
 

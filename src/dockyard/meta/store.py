@@ -87,12 +87,18 @@ def add_blob(conn: sa.Connection, name: str, digest: str, size: int, storage_key
     """Record a verified blob and make it visible in ``name``. False when the blob was already
     stored (under another key, which stays in use): the caller then drops its own copy."""
     now = time.time()
-    inserted = conn.execute(
-        _dialect(conn)
-        .insert(blobs)
-        .values(digest=digest, size=size, created_at=now, storage_key=storage_key, unreferenced_since=now)
-        .on_conflict_do_nothing()
-    ).rowcount
+    # RETURNING says whether the row is new; an INSERT's rowcount is not reliable across drivers
+    # (SQLAlchemy reports -1 for it with psycopg).
+    inserted = (
+        conn.execute(
+            _dialect(conn)
+            .insert(blobs)
+            .values(digest=digest, size=size, created_at=now, storage_key=storage_key, unreferenced_since=now)
+            .on_conflict_do_nothing()
+            .returning(blobs.c.digest)
+        ).first()
+        is not None
+    )
     if not inserted:
         touch_blob(conn, digest)
     link_blob(conn, name, digest)
@@ -108,6 +114,22 @@ def repositories_with_blob(conn: sa.Connection, digest: str, limit: int = 1000) 
         .limit(limit)
     )
     return list(conn.execute(q).scalars())
+
+
+def lock_blobs(conn: sa.Connection, digests: Iterable[str]) -> None:
+    """Hold the rows of blobs a manifest is about to reference until the transaction ends.
+
+    With several writers (PostgreSQL), a collection could otherwise delete a blob between this
+    transaction's check that it is linked and its commit: the collection takes its rows FOR
+    UPDATE, so either it waits here and then finds the blob referenced, or this waits for it and
+    the check that follows finds the link gone. The lock is the one the UPDATE of
+    ``unreferenced_since`` takes anyway (FOR NO KEY UPDATE: a share lock would let two pushes of
+    the same new layer deadlock on that UPDATE), in digest order, so concurrent pushes of images
+    that share layers queue instead of deadlocking. SQLite's single writer needs none of this."""
+    wanted = sorted(set(digests))
+    if wanted and conn.dialect.name == "postgresql":
+        q = sa.select(blobs.c.digest).where(blobs.c.digest.in_(wanted)).order_by(blobs.c.digest)
+        conn.execute(q.with_for_update(key_share=True)).all()
 
 
 def link_blob(conn: sa.Connection, name: str, digest: str) -> None:
@@ -305,6 +327,39 @@ def delete_upload(conn: sa.Connection, upload_id: str) -> None:
 def touch_upload(conn: sa.Connection, upload_id: str) -> None:
     """Keep a session that is still receiving bytes from looking abandoned to the collector."""
     conn.execute(sa.update(uploads).where(uploads.c.id == upload_id).values(updated_at=time.time()))
+
+
+def save_upload(
+    conn: sa.Connection,
+    upload_id: str,
+    version: int,
+    size: int,
+    hash_state: bytes | None,
+    storage_state: str | None,
+) -> bool:
+    """Record where a session stands, if no other request saved it since ``version`` was read:
+    of two requests racing on one session, exactly one is recorded."""
+    result = conn.execute(
+        sa.update(uploads)
+        .where(uploads.c.id == upload_id, uploads.c.version == version)
+        .values(
+            size=size,
+            hash_state=hash_state,
+            storage_state=storage_state,
+            version=version + 1,
+            updated_at=time.time(),
+        )
+    )
+    return result.rowcount > 0
+
+
+def next_part(conn: sa.Connection, upload_id: str) -> int:
+    """A part number no other request on the session got (the UPDATE locks the row)."""
+    conn.execute(sa.update(uploads).where(uploads.c.id == upload_id).values(parts=uploads.c.parts + 1))
+    number = conn.execute(sa.select(uploads.c.parts).where(uploads.c.id == upload_id)).scalar()
+    if number is None:
+        raise LookupError(f"upload {upload_id} is gone")
+    return int(number)
 
 
 def finish_upload(

@@ -25,9 +25,11 @@ repositories = sa.Table(
 # A blob row exists only once its bytes are verified and committed to storage.
 #
 # storage_key: where the bytes are. Every committed upload gets a key of its own
-# (``blobs/<alg>/<xx>/<hex>.<upload id>``), so garbage collection deleting an old copy can never
-# remove the file a concurrent push of the same content has just committed. NULL means the
-# digest-derived key of registries created before keys were recorded.
+# (``blobs/<alg>/<xx>/<hex>.<upload id>`` on the filesystem; ``blobs/upload/<upload id>`` on S3,
+# where the multipart upload is created at its final key before the digest is known), so garbage
+# collection deleting an old copy can never remove the file a concurrent push of the same content
+# has just committed. NULL means the digest-derived key of registries created before keys were
+# recorded. Indexed for the collector's orphan scan, which asks who owns a listed key.
 #
 # unreferenced_since: the garbage collector's clock. NULL while a manifest references the blob;
 # set when a collection finds it unreferenced; reset to "now" whenever a client HEADs, mounts or
@@ -39,7 +41,7 @@ blobs = sa.Table(
     sa.Column("digest", sa.String(160), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("storage_key", sa.String(300), nullable=True),
+    sa.Column("storage_key", sa.String(300), nullable=True, index=True),
     sa.Column("unreferenced_since", sa.Float, nullable=True, index=True),
 )
 
@@ -101,8 +103,14 @@ tags = sa.Table(
     sa.Index("ix_tags_digest", "digest"),
 )
 
-# Upload sessions survive restarts: the row says which repository a session belongs to; its bytes
-# and saved hash state are in storage under uploads/<id>/ (see registry.uploads).
+# Upload sessions survive restarts and continue on any replica: the row says which repository a
+# session belongs to and everything a later request needs (see registry.uploads):
+#   size: bytes received as of the last save (what S3 holds; the file may be longer after a crash)
+#   hash_state: the running SHA-256 (OpenSSL's SHA256_CTX) over the first ``size`` bytes, or NULL
+#   storage_state: the driver's own record (S3: multipart UploadId, parts and ETags, tail object)
+#   version: bumped by every save; a save is conditional on the version its request started from,
+#       so of two requests racing on a session one wins and the other gets 416
+#   parts: part numbers handed out (S3 multipart), so racing requests never write the same part
 uploads = sa.Table(
     "uploads",
     metadata,
@@ -110,6 +118,11 @@ uploads = sa.Table(
     sa.Column("repository", sa.String(255), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("hash_state", sa.LargeBinary, nullable=True),
+    sa.Column("storage_state", sa.Text, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("parts", sa.Integer, nullable=False, server_default="0"),
 )
 
 

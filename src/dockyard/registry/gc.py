@@ -19,9 +19,11 @@ Bytes are deleted only after the row is gone, and each committed copy has its ow
 so a concurrent re-upload of equal content never loses its file to the deletion of the old one.
 A blob being read when it is deleted is still sent in full (an open file survives its unlink).
 
-One run: remove abandoned upload sessions; remove manifests no repository links; start or stop
-blob clocks; delete blobs whose clock ran out; delete stored files that no row or live upload
-owns (a crash between a rename and its commit). Runs on the server's schedule and from
+One run: remove abandoned upload sessions; sweep upload data no session owns (S3 multipart
+uploads and saved tails, upload folders: left by a crash between a session's end and the removal
+of its data); remove manifests no repository links; start or stop blob clocks; delete blobs whose
+clock ran out; delete stored files that no row or live upload owns (a crash between a rename or
+a multipart completion and its commit). Runs on the server's schedule and from
 ``dockyard gc``; a lease in the database keeps runs from overlapping.
 """
 
@@ -36,7 +38,7 @@ from dockyard.meta import collect
 from dockyard.meta.db import Database
 from dockyard.registry import jobs
 from dockyard.registry.digest import parse_digest
-from dockyard.registry.uploads import blob_key, parse_stored_key, upload_dir
+from dockyard.registry.uploads import blob_key, parse_stored_key
 from dockyard.storage.base import StorageDriver
 
 LEASE = "gc"
@@ -59,6 +61,7 @@ class Report:
     blob_bytes_freed: int = 0
     orphan_files_removed: int = 0
     orphan_bytes_freed: int = 0
+    pending_uploads_aborted: int = 0  # upload data (an S3 multipart upload, a folder) no session owned
     blobs_marked: int = 0
     blobs_waiting: int = 0  # unreferenced, still inside the grace period
     blob_bytes_waiting: int = 0
@@ -100,6 +103,7 @@ class Collector:
         try:
             now = time.time()
             self._uploads(report, now, dry_run)
+            self._pending_uploads(report, dry_run)
             self._manifests(report, dry_run)
             self._blobs(report, now, dry_run)
             self._orphan_files(report, dry_run)
@@ -122,8 +126,24 @@ class Collector:
                 continue
             if dry_run or self.db.run_sync(collect.delete_abandoned_upload, upload_id, idle_before):
                 if not dry_run:
-                    self.storage.delete(upload_dir(upload_id))
+                    self.storage.abort_upload(upload_id, None)
                 report.uploads_removed += 1
+
+    def _pending_uploads(self, report: Report, dry_run: bool) -> None:
+        """Abort upload data whose session row is gone: the row is created before any data and
+        deleted before the data (finish, cancel, abandonment), so data without a row is garbage.
+        Data of sessions idle past ``upload_ttl`` went with their rows in ``_uploads``."""
+        seen: set[str] = set()
+        for batch in _batched((p.upload_id for p in self.storage.pending_uploads()), BATCH):
+            candidates = set(batch) - seen
+            seen |= candidates
+            live = self.db.run_sync(collect.upload_ids, candidates)
+            for upload_id in sorted(candidates - live):
+                if self.busy_upload(upload_id):
+                    continue
+                if not dry_run:
+                    self.storage.abort_upload(upload_id, None)
+                report.pending_uploads_aborted += 1
 
     def _manifests(self, report: Report, dry_run: bool) -> None:
         while True:
@@ -172,10 +192,14 @@ class Collector:
             # row in one transaction, so a copy whose session is gone has its row visible to the
             # second read (even at READ COMMITTED, where each statement has its own snapshot).
             live_uploads = self.db.run_sync(collect.upload_ids, {u for _, u in stored.values() if u})
-            rows = self.db.run_sync(collect.stored_keys, {digest for digest, _ in stored.values()})
+            owned = self.db.run_sync(collect.owned_keys, [key for key, (_, u) in stored.items() if u])
+            legacy = [digest for digest, u in stored.values() if digest and u is None]
+            rows = self.db.run_sync(collect.stored_keys, legacy)
             for key, (digest, upload_id) in stored.items():
-                owned = digest in rows and (rows[digest] == key if upload_id else rows[digest] is None)
-                if owned or (upload_id is not None and upload_id in live_uploads):
+                if upload_id is not None:
+                    if key in owned or upload_id in live_uploads:
+                        continue
+                elif digest in rows and rows[digest] is None:  # a legacy key, named by its digest
                     continue
                 size = self.storage.size(key) or 0
                 if not dry_run:

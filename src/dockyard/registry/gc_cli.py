@@ -15,7 +15,7 @@ from dockyard.auth.cli import _location
 from dockyard.meta.db import Database
 from dockyard.registry.gc import CollectionBusy, Collector
 from dockyard.registry.units import format_size as size
-from dockyard.storage.filesystem import FilesystemDriver
+from dockyard.storage import open_storage
 
 
 @click.command()
@@ -36,7 +36,7 @@ def gc(dry_run: bool, grace: float | None, upload_ttl: float | None, as_json: bo
         db.migrate()
         collector = Collector(
             db,
-            FilesystemDriver(settings.data_dir),
+            open_storage(settings),
             settings.gc_grace if grace is None else grace,
             settings.upload_ttl if upload_ttl is None else upload_ttl,
         )

@@ -1,9 +1,11 @@
 """Leases and the run log for background jobs (garbage collection, retention).
 
 A job takes a named lease in the database before it starts, so the server's schedule, a
-``dockyard gc`` from the command line and (later) several replicas never run the same job at
-once. A lease expires on its own: a process killed mid-run does not block the next one for
-longer than ``ttl``. Long jobs renew it as they go.
+``dockyard gc`` from the command line and several replicas never run the same job at once. The
+schedule also claims each interval's slot (``claim_slot``), so that with several replicas or
+workers a scheduled job runs once per interval in all, not once per process. A lease expires
+on its own: a process killed mid-run does not block the next one for longer than ``ttl``. Long
+jobs renew it as they go.
 """
 
 from __future__ import annotations
@@ -36,6 +38,24 @@ def acquire(conn: sa.Connection, name: str, owner: str, ttl: float) -> bool:
         .values(owner=owner, expires_at=now + ttl)
     ).rowcount
     return taken > 0
+
+
+def claim_slot(conn: sa.Connection, name: str, owner: str, period: float) -> bool:
+    """Claim the next run of a periodic job: True for exactly one caller per ``period``, however
+    many processes ask, and never before ``period`` has passed since the last claim.
+
+    The slot is a lease that nobody releases; its expiry is when the next run is due. A registry
+    started for the first time creates it as due one period later, so the first scheduled run
+    comes one interval after the first start, and a restart does not reset the clock."""
+    now = time.time()
+    store._insert_ignore(conn, leases, {"name": name, "owner": "", "expires_at": now + period})
+    claimed = conn.execute(
+        sa.update(leases)
+        # Due, or due further away than a whole period: the interval was shortened since.
+        .where(leases.c.name == name, sa.or_(leases.c.expires_at <= now, leases.c.expires_at > now + period))
+        .values(owner=owner, expires_at=now + period)
+    ).rowcount
+    return claimed > 0
 
 
 def release(conn: sa.Connection, name: str, owner: str) -> None:

@@ -15,6 +15,10 @@ from dockyard.registry.digest import parse_digest
 from dockyard.registry.errors import RegistryError
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# The stored artifact type (artifactType, else the config's mediaType) is a media type: RFC 6838
+# allows 127 characters each for type and subtype. Its column is that wide, which PostgreSQL
+# enforces (SQLite does not), and PostgreSQL text cannot hold NUL: refuse both here, alike on both.
+MAX_MEDIA_TYPE = 255
 _GENERIC_TYPES = {"", "application/json", "application/octet-stream", "text/plain"}
 
 
@@ -119,6 +123,11 @@ def parse_manifest(content: bytes, content_type: str) -> ParsedManifest:
 
     if "subject" in body and body["subject"] is not None:
         parsed.subject = _descriptor(body["subject"], "subject")["digest"]
+    if parsed.artifact_type is not None:
+        if len(parsed.artifact_type) > MAX_MEDIA_TYPE or "\x00" in parsed.artifact_type:
+            raise _invalid(
+                f"artifactType (or the config's mediaType) must be a media type of at most {MAX_MEDIA_TYPE} characters"
+            )
     return parsed
 
 

@@ -1,8 +1,10 @@
 """The server's schedule for lifecycle jobs: retention, then garbage collection.
 
 The jobs are synchronous database and storage work, so they run in a thread beside the event
-loop. Each takes its lease (see ``jobs``); when another process holds it, this interval is
-skipped rather than queued.
+loop. Every replica or worker runs this schedule; each interval's run goes to whichever claims
+its slot in the database first (``jobs.claim_slot``), so the jobs run once per interval across
+all of them. Each job also takes its own lease (see ``jobs``): when a collection started from
+the command line or the API holds it, this interval's run is skipped rather than queued.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
+from dockyard.registry import jobs
 from dockyard.registry.gc import CollectionBusy, Collector, Report
 from dockyard.registry.service import Registry
 
 log = logging.getLogger("dockyard.schedule")
+SLOT = "schedule:lifecycle"  # the lease whose expiry says when the next scheduled run is due
 
 
 class Schedule:
@@ -41,11 +45,21 @@ class Schedule:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    def poll_every(self) -> float:
+        """How often to ask whether the interval's run is due: often enough that it starts within
+        a tenth of the interval of being due, but not more often than once a second (or once per
+        interval, when that is shorter)."""
+        return max(self.interval / 10, min(self.interval, 1.0))
+
     async def _loop(self) -> None:
+        owner = jobs.owner_id()
         while True:
-            # Jitter keeps replicas started together from all reaching for the lease at once.
-            await asyncio.sleep(self.interval * random.uniform(0.9, 1.1))
+            # Jitter keeps replicas started together from all asking at the same moment.
+            await asyncio.sleep(self.poll_every() * random.uniform(0.5, 1.0))
             try:
+                # Every process polls; the database hands each interval's run to one of them.
+                if not await self.registry.db.run(jobs.claim_slot, SLOT, owner, self.interval):
+                    continue
                 await self.run_once("schedule")
             except CollectionBusy as busy:
                 log.info("garbage collection skipped: %s", busy)

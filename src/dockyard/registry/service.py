@@ -218,6 +218,7 @@ class Registry:
 
         def put(conn: store.sa.Connection) -> None:
             repo_id = store.repository_id(conn, name)
+            store.lock_blobs(conn, parsed.blobs)  # before the check: a collection cannot take them after it
             missing = store.missing_blobs(conn, repo_id, parsed.blobs)
             missing |= store.missing_manifests(conn, repo_id, parsed.children)
             if missing:

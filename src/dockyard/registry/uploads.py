@@ -1,35 +1,44 @@
-"""Blob upload sessions: streaming, resumable, verified before anything becomes visible.
+"""Blob upload sessions: streaming, resumable on any replica, verified before anything is visible.
 
-The session is a row in the database; its bytes go to ``uploads/<id>/data`` in storage, hashed
-and written in ~1 MiB batches on a thread pool (hashing on the event loop slowed pushes 1.7x in
-our measurements) while the next batch is read from the socket. After each request, and every
-``STATE_EVERY`` bytes within a long one, the hash state is saved beside the data with the offset
-it covers, so an upload continues after a restart by re-hashing at most the bytes that arrived
-after the last save.
+The session is a row in the database and its bytes are in storage, written through the driver's
+``Upload`` (an appended file; S3 multipart parts plus a saved tail). Bytes are hashed and written
+in ~1 MiB batches on a thread pool (hashing on the event loop slowed pushes 1.7x in our
+measurements) while the next batch is read from the socket.
 
-The state file is a hint, not a record: it is checksummed and not fsynced (a commit per chunk
-would queue every PATCH behind the disk), and when it is missing, torn or ahead of the data the
-upload is simply re-hashed from the start. Nothing becomes visible without the final digest
-check, so a bad hint can cost time but never correctness.
+Everything a later request needs is saved in the session's row when a request ends, and every
+``STATE_EVERY`` bytes within a long one: the size, the driver's state (S3: UploadId, parts, the
+tail) and the running hash (OpenSSL's SHA256_CTX, see ``hashing``). So the next chunk, or the
+closing PUT, may arrive at any replica, and a replica killed mid-request loses at most the bytes
+since its last save. Saves are conditional on the row's ``version``: of two requests racing on a
+session (a client retrying while its first attempt still runs on another replica) exactly one is
+recorded and the other gets 416 with the session's real offset; the driver keeps what each
+request writes apart (its own part numbers and tail names), so the loser can never damage what
+the winner recorded. Within one process, requests on a session also queue on a lock.
+
+The saved hash state is a shortcut, never a record: without it (no OpenSSL SHA256_CTX, a row from
+an older version) a file is re-hashed from the start, and a backend that cannot read an unfinished
+upload (S3) has the finished blob read back and hashed before its row is written. Nothing becomes
+visible without the final digest check; a failed check removes the stored bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+import sqlalchemy as sa
 
 from dockyard.meta import store
 from dockyard.meta.db import Database
+from dockyard.meta.tables import uploads as uploads_table
 from dockyard.registry.digest import Digest
 from dockyard.registry.errors import RegistryError
 from dockyard.registry.hashing import Hasher, new_hasher
 from dockyard.registry.hooks import Change, Hooks, NoHooks
-from dockyard.storage.base import Appender, StorageDriver
+from dockyard.storage.base import StorageDriver, Upload, UploadBusy, UploadTooLarge
 
 BATCH = 1 << 20
 STATE_EVERY = 64 << 20
@@ -38,41 +47,6 @@ _UUID_LEN = 36
 
 def upload_dir(upload_id: str) -> str:
     return f"uploads/{upload_id}"
-
-
-def upload_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/data"
-
-
-def _state_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}/hashstate"
-
-
-_STATE_MAGIC = b"DYHS1"
-
-
-def _read_optional(storage: StorageDriver, key: str) -> bytes | None:
-    try:
-        with storage.reader(key) as f:
-            return f.read(4096)
-    except FileNotFoundError:
-        return None
-
-
-def encode_state(offset: int, state: bytes) -> bytes:
-    body = _STATE_MAGIC + offset.to_bytes(8, "big") + state
-    return body + hashlib.sha256(body).digest()
-
-
-def decode_state(blob: bytes | None) -> tuple[int, bytes] | None:
-    """(offset, hash state) from a state file, or None when it is absent or damaged."""
-    if not blob or len(blob) < len(_STATE_MAGIC) + 8 + 32 or not blob.startswith(_STATE_MAGIC):
-        return None
-    body, check = blob[:-32], blob[-32:]
-    if hashlib.sha256(body).digest() != check:
-        return None
-    start = len(_STATE_MAGIC)
-    return int.from_bytes(body[start : start + 8], "big"), body[start + 8 :]
 
 
 def blob_key(digest: Digest) -> str:
@@ -86,9 +60,13 @@ def stored_blob_key(digest: Digest, upload_id: str) -> str:
     return f"{blob_key(digest)}.{upload_id.replace('-', '')}"
 
 
-def parse_stored_key(key: str) -> tuple[str, str | None] | None:
-    """(digest, upload id or None for a legacy key) from a blob key, None if it is not one."""
+def parse_stored_key(key: str) -> tuple[str | None, str | None] | None:
+    """(digest or None, upload id or None) from a blob key, None if it is not one: the digest and
+    upload id of ``blobs/<alg>/<xx>/<hex>.<upload>``, the digest of a legacy ``.../<hex>``, the
+    upload id of a driver-chosen ``blobs/upload/<upload hex>``."""
     parts = key.split("/")
+    if len(parts) == 3 and parts[:2] == ["blobs", "upload"]:
+        return (None, str(uuid.UUID(parts[2]))) if len(parts[2]) == 32 and _is_hex(parts[2]) else None
     if len(parts) != 4 or parts[0] != "blobs":
         return None
     hex_part, _, suffix = parts[3].partition(".")
@@ -103,45 +81,55 @@ def _is_hex(value: str) -> bool:
 
 
 class _Sink:
-    """An open upload: the append handle, the running hash and the offset both cover."""
+    """One request's hold on a session: the driver's upload, the running hash, the row version.
 
-    def __init__(self, storage: StorageDriver, upload_id: str) -> None:
-        self.storage = storage
-        self.upload_id = upload_id
-        key = upload_key(upload_id)
-        size = storage.size(key) or 0
-        saved = decode_state(_read_optional(storage, _state_key(upload_id)))
-        self.hasher: Hasher
+    ``hasher`` is None when the bytes before this request cannot be hashed here (no saved state
+    and a backend that cannot read an unfinished upload): the finished blob is then read back."""
+
+    def __init__(self, storage: StorageDriver, row: sa.Row, parts: Callable[[], int]) -> None:
+        self.upload_id: str = row.id
+        self.version: int = row.version
+        self.upload: Upload = storage.open_upload(row.id, row.storage_state, parts)
         try:
-            if saved is None or saved[0] > size:
-                raise ValueError("no usable saved state")
-            self.hasher = new_hasher("sha256", saved[1])
-            start = saved[0]
-        except ValueError:
-            # No saved state, or storage lost bytes the state covered: re-hash from the start.
-            self.hasher = new_hasher("sha256")
-            start = 0
-        if start < size:
-            with storage.reader(key, start) as f:
-                while chunk := f.read(BATCH):
-                    self.hasher.update(chunk)
-        self.file: Appender = storage.appender(key)
-        self.offset = size
+            self.hasher = self._restore(row)
+        except BaseException:
+            self.upload.close()
+            raise
 
-    def save_state(self) -> None:
-        state = self.hasher.state()
-        if state is not None:
-            self.storage.put(_state_key(self.upload_id), encode_state(self.offset, state), sync=False)
+    def _restore(self, row: sa.Row) -> Hasher | None:
+        size = self.upload.size
+        hasher: Hasher | None = None
+        start = 0
+        if row.hash_state is not None and row.size <= size:
+            try:
+                hasher, start = new_hasher("sha256", row.hash_state), row.size
+            except ValueError:  # saved by a libcrypto this process cannot use
+                hasher = None
+        if hasher is None:
+            hasher, start = new_hasher("sha256"), 0
+        if start < size:
+            # Bytes the saved state does not cover: written by a request killed before its save
+            # (a file keeps them), or everything when no state was saved.
+            stream = self.upload.read_back(start)
+            if stream is None:
+                return None
+            with stream as f:
+                while chunk := f.read(BATCH):
+                    hasher.update(chunk)
+        return hasher
+
+    @property
+    def offset(self) -> int:
+        return self.upload.size
 
     def write(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.hasher.update(chunk)
-        self.file.write(chunks)
-        self.offset += sum(len(c) for c in chunks)
+        if self.hasher is not None:
+            for chunk in chunks:
+                self.hasher.update(chunk)
+        self.upload.write(chunks)
 
-    def close(self) -> None:
-        self.file.close()
-        self.save_state()
+    def hash_state(self) -> bytes | None:
+        return self.hasher.state() if self.hasher is not None else None
 
 
 @dataclass(slots=True)
@@ -166,7 +154,7 @@ class Uploads:
         await self.db.run_relaxed(store.create_upload, upload_id, name)
         return UploadStatus(upload_id, 0)
 
-    async def _session(self, name: str, upload_id: str) -> store.sa.Row:
+    async def _session(self, name: str, upload_id: str) -> sa.Row:
         row = None
         if len(upload_id) == _UUID_LEN:
             row = await self.db.read(store.get_upload, upload_id)
@@ -180,31 +168,58 @@ class Uploads:
         return lock is not None and lock.locked()
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
-        # Requests on one session are serialised: a chunk must land after the one before it.
+        # Requests on one session in this process queue here rather than race for the row.
         lock = self._locks.get(upload_id)
         if lock is None:
             lock = self._locks[upload_id] = asyncio.Lock()
         return lock
 
     async def status(self, name: str, upload_id: str) -> UploadStatus:
-        await self._session(name, upload_id)
-        size = await self._io(self.storage.size, upload_key(upload_id))
-        return UploadStatus(upload_id, size or 0)
-
-    @asynccontextmanager
-    async def _opened(self, name: str, upload_id: str, start: int | None) -> AsyncIterator[_Sink]:
-        """The session's sink, checked to continue at ``start``; on exit it is closed and its
-        hash state saved with the offset it covers, whatever happened to the request."""
         row = await self._session(name, upload_id)
-        sink = await self._io(_Sink, self.storage, row.id)
-        try:
-            if start is not None and start != sink.offset:
-                raise UploadRangeError(sink.offset, start)
-            yield sink
-        finally:
-            await self._io(sink.close)
+        size = await self._io(self.storage.upload_size, row.id, row.storage_state)
+        return UploadStatus(upload_id, size)
 
-    async def _pump(self, sink: _Sink, upload_id: str, chunks: AsyncIterator[bytes]) -> None:
+    async def _open(self, name: str, upload_id: str, start: int | None) -> _Sink:
+        """The session's sink, checked to continue at ``start``."""
+        row = await self._session(name, upload_id)
+
+        def next_part() -> int:
+            return self.db.run_sync(store.next_part, row.id)
+
+        try:
+            sink = await self._io(_Sink, self.storage, row, next_part)
+        except UploadBusy:
+            raise await self._range_error(name, upload_id, start) from None
+        except FileNotFoundError:  # what the row recorded is gone from storage: start again
+            await self._discard(row.id, row.storage_state)
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", detail={"uuid": upload_id}) from None
+        if start is not None and start != sink.offset:
+            await self._io(sink.upload.close)
+            raise UploadRangeError(sink.offset, start)
+        return sink
+
+    async def _range_error(self, name: str, upload_id: str, start: int | None) -> RegistryError:
+        """416 with where the session stands now (another request moved it, or holds it)."""
+        row = await self._session(name, upload_id)
+        size = await self._io(self.storage.upload_size, row.id, row.storage_state)
+        return UploadRangeError(size, -1 if start is None else start)
+
+    async def _save(self, sink: _Sink) -> bool:
+        """Record where the session stands; False when another request recorded first."""
+        state = await self._io(sink.upload.save)
+        # A file is its own record, so its row may trail a power failure; a driver's state must not.
+        run = self.db.run if state is not None else self.db.run_relaxed
+        try:
+            recorded = await run(store.save_upload, sink.upload_id, sink.version, sink.offset, sink.hash_state(), state)
+        except BaseException:
+            await self._io(sink.upload.after_save, False)
+            raise
+        await self._io(sink.upload.after_save, recorded)
+        if recorded:
+            sink.version += 1
+        return recorded
+
+    async def _pump(self, sink: _Sink, chunks: AsyncIterator[bytes]) -> None:
         """Copy the body into the sink, overlapping socket reads with hashing and writing."""
         pending: asyncio.Future | None = None
         batch: list[bytes] = []
@@ -224,8 +239,8 @@ class Uploads:
                     await pending
                     pending = None
                     saved_at = sink.offset
-                    await self._io(sink.save_state)
-                    await self.db.run_relaxed(store.touch_upload, upload_id)
+                    if not await self._save(sink):
+                        raise _Lost()
         finally:
             if pending is not None:
                 await pending
@@ -235,9 +250,23 @@ class Uploads:
     async def append(
         self, name: str, upload_id: str, chunks: AsyncIterator[bytes], start: int | None = None
     ) -> UploadStatus:
-        async with self._lock(upload_id), self._opened(name, upload_id, start) as sink:
-            await self._pump(sink, upload_id, chunks)
-        await self.db.run_relaxed(store.touch_upload, upload_id)
+        async with self._lock(upload_id):
+            sink = await self._open(name, upload_id, start)
+            recorded = False
+            try:
+                try:
+                    await self._pump(sink, chunks)
+                finally:
+                    # Also when the body broke off: what arrived is kept for the client to resume.
+                    recorded = await self._save(sink)
+            except (_Lost, UploadBusy):
+                recorded = False
+            except UploadTooLarge as error:
+                raise RegistryError("SIZE_INVALID", str(error)) from None
+            finally:
+                await self._io(sink.upload.close)
+            if not recorded:
+                raise await self._range_error(name, upload_id, start)
         return UploadStatus(upload_id, sink.offset)
 
     async def finish(
@@ -250,38 +279,81 @@ class Uploads:
     ) -> int:
         """Append the last bytes, verify, and make the blob visible. Returns its size."""
         async with self._lock(upload_id):
-            async with self._opened(name, upload_id, start) as sink:
-                if chunks is not None:
-                    await self._pump(sink, upload_id, chunks)
-            if digest.algorithm == "sha256":
-                actual = sink.hasher.hexdigest()
-            else:
-                actual = await self._io(self._rehash, upload_key(upload_id), digest.algorithm)
-            if actual != digest.hex:
-                await self._discard(upload_id)
-                raise RegistryError(
-                    "DIGEST_INVALID",
-                    detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"},
-                )
-            key = stored_blob_key(digest, upload_id)
-            await self._io(self.storage.commit, upload_key(upload_id), key)
+            sink = await self._open(name, upload_id, start)
             try:
-                inserted = await self.db.run(self._commit, upload_id, name, str(digest), sink.offset, key)
+                key, size = await self._finish_storage(name, upload_id, digest, sink, chunks, start)
+            finally:
+                await self._io(sink.upload.close)
+            if sink.hasher is None or digest.algorithm != "sha256":
+                actual = await self._io(self._rehash, key, digest.algorithm)
+                if actual != digest.hex:
+                    await self._io(self.storage.delete, key)
+                    await self._discard(upload_id, None)
+                    raise _digest_invalid(digest, actual)
+            try:
+                inserted = await self.db.run(self._commit, upload_id, sink.version, name, str(digest), size, key)
             except BaseException:
-                # Refused (a quota) or failed: the copy never became visible, so it goes.
+                # Refused (a quota), the session was cancelled meanwhile, or the database failed:
+                # the copy never became visible, so it goes.
                 await self._io(self.storage.delete, key)
-                await self._discard(upload_id)
+                await self._discard(upload_id, None)
                 raise
             if not inserted:  # the blob was already stored: keep the one copy
                 await self._io(self.storage.delete, key)
-            await self._io(self.storage.delete, upload_dir(upload_id))
         self._locks.pop(upload_id, None)
-        self.hooks.observed(Change("upload", name, str(digest), size=sink.offset))
-        return sink.offset
+        self.hooks.observed(Change("upload", name, str(digest), size=size))
+        return size
 
-    def _commit(self, conn: store.sa.Connection, upload_id: str, name: str, digest: str, size: int, key: str) -> bool:
+    async def _finish_storage(
+        self,
+        name: str,
+        upload_id: str,
+        digest: Digest,
+        sink: _Sink,
+        chunks: AsyncIterator[bytes] | None,
+        start: int | None,
+    ) -> tuple[str, int]:
+        """The last bytes in, the digest checked if it can be, the stored object made: its key."""
+        try:
+            if chunks is not None:
+                await self._pump(sink, chunks)
+        except (_Lost, UploadBusy):
+            raise await self._range_error(name, upload_id, start) from None
+        except UploadTooLarge as error:
+            raise RegistryError("SIZE_INVALID", str(error)) from None
+        except BaseException:
+            await self._save(sink)  # the body broke off: keep what arrived
+            raise
+        if sink.hasher is not None and digest.algorithm == "sha256":
+            actual = sink.hasher.hexdigest()
+            if actual != digest.hex:
+                await self._io(sink.upload.after_save, False)
+                await self._discard(upload_id, None)
+                raise _digest_invalid(digest, actual)
+        # Take the session for the commit, so that a racing request can neither finish the same
+        # stored upload twice nor add to it any more.
+        if not await self.db.run_relaxed(_take, upload_id, sink.version):
+            await self._io(sink.upload.after_save, False)
+            raise await self._range_error(name, upload_id, start)
+        sink.version += 1
+        try:
+            key = await self._io(sink.upload.finish, stored_blob_key(digest, upload_id))
+        except UploadBusy:  # the stored upload was finished or aborted by another request
+            raise await self._range_error(name, upload_id, start) from None
+        except UploadTooLarge as error:
+            raise RegistryError("SIZE_INVALID", str(error)) from None
+        return key, sink.offset
+
+    def _commit(
+        self, conn: sa.Connection, upload_id: str, version: int, name: str, digest: str, size: int, key: str
+    ) -> bool:
         self.hooks.before_blob(conn, name, digest, size)
-        return store.finish_upload(conn, upload_id, name, digest, size, key)
+        ended = conn.execute(
+            sa.delete(uploads_table).where(uploads_table.c.id == upload_id, uploads_table.c.version == version)
+        ).rowcount
+        if not ended:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", "the upload was cancelled or taken over", {"uuid": upload_id})
+        return store.add_blob(conn, name, digest, size, key)
 
     def _rehash(self, key: str, algorithm: str) -> str:
         hasher = new_hasher(algorithm)
@@ -290,23 +362,40 @@ class Uploads:
                 hasher.update(chunk)
         return hasher.hexdigest()
 
-    async def _discard(self, upload_id: str) -> None:
-        await self._io(self.storage.delete, upload_dir(upload_id))
+    async def _discard(self, upload_id: str, state: str | None) -> None:
         await self.db.run_relaxed(store.delete_upload, upload_id)
+        await self._io(self.storage.abort_upload, upload_id, state)
         self._locks.pop(upload_id, None)
 
     async def cancel(self, name: str, upload_id: str) -> None:
         async with self._lock(upload_id):
-            await self._session(name, upload_id)
-            await self._discard(upload_id)
+            row = await self._session(name, upload_id)
+            await self._discard(upload_id, row.storage_state)
 
     async def monolithic(self, name: str, digest: Digest, chunks: AsyncIterator[bytes]) -> int:
         status = await self.start(name)
         try:
             return await self.finish(name, status.id, digest, chunks)
         except BaseException:
-            await self._discard(status.id)
+            await self._discard(status.id, None)
             raise
+
+
+def _take(conn: sa.Connection, upload_id: str, version: int) -> bool:
+    """Bump the session's version if it is still ``version``: saves of racing requests now fail."""
+    table = uploads_table
+    done = conn.execute(
+        sa.update(table).where(table.c.id == upload_id, table.c.version == version).values(version=version + 1)
+    )
+    return done.rowcount > 0
+
+
+class _Lost(Exception):
+    """Another request recorded the session first."""
+
+
+def _digest_invalid(digest: Digest, actual: str) -> RegistryError:
+    return RegistryError("DIGEST_INVALID", detail={"expected": str(digest), "actual": f"{digest.algorithm}:{actual}"})
 
 
 class UploadRangeError(RegistryError):

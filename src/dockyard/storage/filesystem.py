@@ -7,12 +7,21 @@ fsync, so a crash at any instant leaves either the old state or the complete new
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from dockyard.storage.base import PartNumbers, PendingUpload, UploadBusy
+
+UPLOADS = "uploads"
+
+
+def _upload_dir(upload_id: str) -> str:
+    return f"{UPLOADS}/{upload_id}"
 
 
 class FilesystemDriver:
@@ -33,7 +42,7 @@ class FilesystemDriver:
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def reader(self, key: str, offset: int = 0) -> BinaryIO:
+    def reader(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         f = open(self._path(key), "rb")  # noqa: SIM115 - returned to the caller
         if offset:
             f.seek(offset)
@@ -42,28 +51,31 @@ class FilesystemDriver:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
-    def appender(self, key: str) -> FileAppender:
-        path = self._path(key)
+    def download_url(self, key: str) -> str | None:
+        return None
+
+    def open_upload(self, upload_id: str, state: str | None, parts: PartNumbers) -> FileUpload:
+        # The file is the record of what arrived: the state is not needed (and None is saved).
+        path = self._path(f"{_upload_dir(upload_id)}/data")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return FileAppender(path)
+        return FileUpload(self, path)
 
-    def truncate(self, key: str, size: int) -> None:
-        os.truncate(self._path(key), size)
+    def upload_size(self, upload_id: str, state: str | None) -> int:
+        return self.size(f"{_upload_dir(upload_id)}/data") or 0
 
-    def commit(self, src: str, dst: str) -> bool:
-        src_path, dst_path = self._path(src), self._path(dst)
-        fd = os.open(src_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if dst_path.exists():
-            os.unlink(src_path)
-            return False
-        dst_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src_path, dst_path)
-        _fsync_dir(dst_path.parent)
-        return True
+    def abort_upload(self, upload_id: str, state: str | None) -> None:
+        self.delete(_upload_dir(upload_id))
+
+    def pending_uploads(self) -> Iterator[PendingUpload]:
+        base = self.root / UPLOADS
+        if not base.is_dir():
+            return
+        for entry in os.scandir(base):
+            try:
+                started = entry.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            yield PendingUpload(entry.name, started)
 
     def put(self, key: str, data: bytes, sync: bool = True) -> None:
         path = self._path(key)
@@ -97,8 +109,12 @@ class FilesystemDriver:
                 yield os.path.relpath(os.path.join(dirpath, name), self.root)
 
 
-class FileAppender:
-    """Appends with one ``writev`` per batch and starts write-back as it goes.
+class FileUpload:
+    """An upload session's file, appended with one ``writev`` per batch.
+
+    An exclusive ``flock`` marks the session as being written: a second request on it, from this
+    process or another on the machine (``serve --workers``), gets UploadBusy instead of
+    interleaving its bytes, and the lock goes away with the process if it is killed.
 
     Blobs are fsynced before they become visible. Asking the kernel to start writing each
     ``WRITEBACK_EVERY`` bytes (``sync_file_range``, which does not wait) spreads the disk work
@@ -108,10 +124,17 @@ class FileAppender:
     WRITEBACK_EVERY = 8 << 20
     _IOV_MAX = 512
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, driver: FilesystemDriver, path: Path) -> None:
+        self.driver = driver
+        self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._offset = os.fstat(self.fd).st_size
-        self._flushed = self._offset
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise UploadBusy(str(path)) from None
+        self.size = os.fstat(self.fd).st_size
+        self._flushed = self.size
 
     def write(self, chunks: list[bytes]) -> None:
         if len(chunks) > self._IOV_MAX:
@@ -122,13 +145,39 @@ class FileAppender:
             rest = memoryview(b"".join(chunks))[written:]
             while rest:
                 rest = rest[os.write(self.fd, rest) :]
-        self._offset += total
-        if self._offset - self._flushed >= self.WRITEBACK_EVERY:
-            _start_writeback(self.fd, self._flushed, self._offset - self._flushed)
-            self._flushed = self._offset
+        self.size += total
+        if self.size - self._flushed >= self.WRITEBACK_EVERY:
+            _start_writeback(self.fd, self._flushed, self.size - self._flushed)
+            self._flushed = self.size
+
+    def save(self) -> str | None:
+        return None  # written bytes are in the file (page cache), which outlives the process
+
+    def after_save(self, recorded: bool) -> None:
+        pass
+
+    def read_back(self, offset: int) -> BinaryIO:
+        f = open(self.path, "rb")  # noqa: SIM115 - returned to the caller
+        f.seek(offset)
+        return f
+
+    def finish(self, key: str) -> str:
+        """fsync, then an atomic rename to ``key`` and a directory fsync."""
+        os.fsync(self.fd)
+        dst = self.driver._path(key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, dst)
+        _fsync_dir(dst.parent)
+        try:
+            os.rmdir(self.path.parent)
+        except OSError:  # not empty, or gone
+            pass
+        return key
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 _SYNC_FILE_RANGE_WRITE = 2
