@@ -244,3 +244,21 @@ def test_the_scheduled_collection_runs_once_per_interval_across_replicas(cluster
     starts = [r[1] for r in runs]
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= GC_INTERVAL * 0.5, gaps  # never two runs of one interval
+
+
+def test_failed_logins_count_across_replicas(cluster: Cluster):
+    """Ten failures spread over the replicas lock the client out on all of them: the count is in
+    the database, not per process (which would allow ten per replica)."""
+    _ensure_running(cluster)
+    client = {"X-Forwarded-For": f"203.0.113.{random.randrange(1, 250)}"}  # the proxy's word, trusted here
+    for i in range(10):
+        server = cluster.servers[i % 3]
+        r = httpx.get(f"{server.url}/token", params={"service": "dockyard"}, auth=("admin", "wrong"), headers=client)
+        assert r.status_code == 401, r.text
+    for server in cluster.servers:
+        r = httpx.get(f"{server.url}/token", params={"service": "dockyard"}, auth=("admin", ADMIN_PASSWORD),
+                      headers=client)  # fmt: skip
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1, r.text
+    # Another client is not affected.
+    r = httpx.get(f"{cluster.servers[0].url}/token", params={"service": "dockyard"}, auth=("admin", ADMIN_PASSWORD))
+    assert r.status_code == 200

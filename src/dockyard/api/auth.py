@@ -186,7 +186,7 @@ async def _login(request: web.Request, name: str, password: str) -> tuple[Princi
     gets 429 and Retry-After before its password is even looked at."""
     auth = request.app[AUTH]
     client = request.remote or ""
-    wait = auth.throttle.retry_after(client)
+    wait = await auth.throttle.retry_after(client)
     if wait is not None:
         audit(request, "login", outcome="denied", detail="too many failed logins", actor=name)
         response = _token_error(429, "too many failed logins; try again later")
@@ -194,7 +194,7 @@ async def _login(request: web.Request, name: str, password: str) -> tuple[Princi
         return response
     found = await auth.login(name, password)
     if found is None:
-        auth.throttle.failed(client)
+        await auth.throttle.failed(client)
         audit(request, "login", outcome="failed", actor=name)
         return _token_error(401, "incorrect username or password", basic=True)
     return found

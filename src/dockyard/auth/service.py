@@ -35,7 +35,7 @@ class AuthService:
     def __init__(self, db: Database, tokens: TokenService) -> None:
         self.db = db
         self.tokens = tokens
-        self.throttle = LoginThrottle()
+        self.throttle = LoginThrottle(db)
         # credential id -> (when the answer goes stale, the lookup). Requests that arrive while a
         # lookup runs share it, so a burst of requests with one token makes one query.
         self._checks: dict[str, tuple[float, asyncio.Future[bool]]] = {}

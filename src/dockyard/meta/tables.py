@@ -392,3 +392,16 @@ web_sessions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
+
+# Failed logins per client address (dockyard.auth.throttle): in the database, not in a process,
+# so that N replicas or workers allow the same number of guesses as one. Rows older than the
+# throttle's window are deleted as new ones arrive.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_login_failures_client_at", "client", "at"),
+    sa.Index("ix_login_failures_at", "at"),
+)

@@ -37,7 +37,7 @@ async def login(request: web.Request) -> web.Response:
     target = _safe_next(str(form.get("next", "")))
     auth = request.config_dict[AUTH]
     client = request.remote or ""
-    wait = auth.throttle.retry_after(client)
+    wait = await auth.throttle.retry_after(client)
     if wait is not None:
         audit(request, "login", outcome="denied", detail="web: too many failed logins", actor=username)
         response = await page(
@@ -49,7 +49,7 @@ async def login(request: web.Request) -> web.Response:
     found = await auth.login(username, password) if username and password else None
     # Only a person's password opens a browser session: tokens and robots are for clients.
     if found is None or found[1] is not None or found[0].kind != "user":
-        auth.throttle.failed(client)
+        await auth.throttle.failed(client)
         audit(request, "login", outcome="failed", detail="web", actor=username)
         return await page(
             request, "login.html", status=401, title="Sign in", next=target, username=username,
