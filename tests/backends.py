@@ -128,18 +128,26 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT: sessions are ended, nothing waits for clients), then the folder."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, signal.SIGINT, 30)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self) -> str:
-        path = self.root / "postgres.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return _log_tail(self.root / "postgres.log")
+
+
+def end_process(proc: subprocess.Popen[bytes] | None, sig: int, grace: float) -> None:
+    """Send ``sig`` and wait up to ``grace`` seconds, then SIGKILL: every service here is throwaway."""
+    if proc and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _log_tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
 def _die_with_parent() -> None:
@@ -290,19 +298,11 @@ class SeaweedFS:
             pass
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                # weed takes ~35 s to leave on SIGTERM; its data is thrown away anyway.
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, signal.SIGTERM, 3)  # weed takes ~35 s to leave on SIGTERM
         shutil.rmtree(self.root, ignore_errors=True)
 
     def log(self) -> str:
-        path = self.root / "weed.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        return _log_tail(self.root / "weed.log")
 
 
 _seaweed: SeaweedFS | None = None

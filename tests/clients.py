@@ -12,12 +12,14 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.backends import end_process
 from tests.images import busybox_rootfs, is_static_elf
 from tests.server import RegistryServer
 
@@ -147,13 +149,7 @@ class Podman:
         raise RuntimeError(f"podman system service did not answer in {timeout}s:\n{self.service_log()}")
 
     def stop_service(self) -> None:
-        if self.service and self.service.poll() is None:
-            self.service.terminate()
-            try:
-                self.service.wait(30)
-            except subprocess.TimeoutExpired:
-                self.service.kill()
-                self.service.wait()
+        end_process(self.service, signal.SIGTERM, 30)
         self.service = None
 
     def service_log(self) -> str:
