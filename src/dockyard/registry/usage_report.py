@@ -349,6 +349,7 @@ class Holdings:
     def __init__(self, sizes: dict[str, int], held: dict[int, _Held], names: dict[int, str]) -> None:
         self.sizes = sizes
         self.held = held
+        self.names = names  # every repository at load time, by id
         repo_holders = _holders(held)
         self.repositories = {i: _footprint(sizes, h, repo_holders) for i, h in held.items()}
         self.namespace_of = {i: namespace_of(names[i]) for i in held if i in names}
@@ -424,7 +425,7 @@ class Holdings:
         blob_digests, manifest_digests = self.namespace_held.get(namespace, (set(), set()))
         return sum(self.sizes[d] for d in blob_digests) + sum(self.sizes[d] for d in manifest_digests)
 
-    def unused_bytes(self, conn: sa.Connection, ids: Collection[int], names: dict[int, str]) -> dict[str, int]:
+    def unused_bytes(self, conn: sa.Connection, ids: Collection[int]) -> dict[str, int]:
         """Per namespace of the repositories ``ids``: the bytes of distinct blobs linked there that
         no manifest of any repository references (uploaded, not used yet). Remembered per set of
         repositories: reading every link of twenty namespaces costs tens of milliseconds, and
@@ -433,10 +434,10 @@ class Holdings:
             return {}
         key = frozenset(ids)
         if key not in self._unused:
-            self._unused[key] = self._read_unused(conn, key, names)
+            self._unused[key] = self._read_unused(conn, key)
         return self._unused[key]
 
-    def _read_unused(self, conn: sa.Connection, ids: Collection[int], names: dict[int, str]) -> dict[str, int]:
+    def _read_unused(self, conn: sa.Connection, ids: Collection[int]) -> dict[str, int]:
         used = self.referenced_blobs
         links = sa.select(repository_blobs.c.repository_id, repository_blobs.c.digest).where(
             _in(repository_blobs.c.repository_id, ids)
@@ -448,7 +449,7 @@ class Holdings:
             sizes = {digest: size for digest, size in conn.execute(found)}
         seen: dict[str, dict[str, int]] = {}
         for repo_id, digest in unused:
-            seen.setdefault(namespace_of(names[repo_id]), {})[digest] = sizes.get(digest, 0)
+            seen.setdefault(namespace_of(self.names[repo_id]), {})[digest] = sizes.get(digest, 0)
         return {space: sum(digests.values()) for space, digests in seen.items()}
 
     def referenced_bytes(self) -> int:
@@ -476,9 +477,8 @@ class Holdings:
         limited = conn.execute(q).all()
         if not limited:
             return []
-        names = dict(conn.execute(sa.select(repositories.c.id, repositories.c.name)).all())
         spaces = {row.namespace for row in limited}
-        unused = self.unused_bytes(conn, [i for i, name in names.items() if namespace_of(name) in spaces], names)
+        unused = self.unused_bytes(conn, [i for i, name in self.names.items() if namespace_of(name) in spaces])
         return [
             quotas.QuotaStatus(
                 row.namespace,
